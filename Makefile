@@ -1,0 +1,52 @@
+# Entry points for people and CI. Every target works on a fresh Debian/Ubuntu machine.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo prometheus test test-fast lint typecheck crds recording clean
+
+$(BIN)/evergreen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## demo: evaluate the example ModelMonitor over the bundled recorded scenario (no cluster)
+demo: $(BIN)/evergreen
+	$(BIN)/evergreen demo
+
+## prometheus: the Debian Prometheus server and promtool the integration tests start
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus)
+
+## test: lint, types and the whole suite (unit, real Prometheus, operator end to end, chart)
+test: $(BIN)/evergreen prometheus lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-fast: unit tests only (no Prometheus, no operator)
+test-fast: $(BIN)/evergreen
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(BIN)/evergreen
+	$(BIN)/ruff check operator tests bench
+
+typecheck: $(BIN)/evergreen
+	$(BIN)/mypy
+
+## crds: regenerate the CRD manifests from the pydantic models
+crds: $(BIN)/evergreen
+	$(BIN)/evergreen crd -o crds/modelmonitors.yaml -o charts/evergreen/crds/modelmonitors.yaml
+
+## recording: re-record the demo's bundled scenario (needs prometheus and promtool)
+recording: $(BIN)/evergreen prometheus
+	$(BIN)/evergreen record -f examples/fraud-detector.yaml --scenario showcase \
+	  --time 2026-01-13T06:00:00Z --time 2026-01-14T06:00:00Z --time 2026-01-15T13:05:00Z \
+	  --time 2026-01-17T07:05:00Z --time 2026-01-18T07:00:00Z \
+	  --description "The showcase scenario: a healthy morning; amount drifting; temperature_c arriving in Fahrenheit; session_length broken for the 0.1% firefox-beta segment; precision and recall dropping." \
+	  -o operator/evergreen/data/showcase.recording.json.gz
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,50 @@
+{{/*
+The operator's permissions, in one place. Each rule says why it exists; nothing uses
+wildcards. A feature that needs more access adds one rule to the right list:
+
+- evergreen.rules.namespaced: objects in the namespaces the operator watches. Cluster-wide
+  they go into the ClusterRole; with watchNamespaces, into a Role in each listed namespace.
+- evergreen.rules.clusterScoped: what kopf reads cluster-wide in every mode.
+- evergreen.rules.namespaceDiscovery: only with watchNamespaces (kopf then lists and watches
+  namespaces to start and stop its per-namespace watches; cluster-wide it does not).
+*/}}
+
+{{- define "evergreen.rules.namespaced" -}}
+# The ModelMonitors: watch them, and patch the annotations and finalizer kopf keeps on them.
+- apiGroups: ["evergreen.dev"]
+  resources: ["modelmonitors"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Their status: conditions, the last evaluation and the schedule.
+- apiGroups: ["evergreen.dev"]
+  resources: ["modelmonitors/status"]
+  verbs: ["get", "patch", "update"]
+# Events on a ModelMonitor (DriftDetected, KPIBreached, PrometheusUnavailable, ...).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Prometheus credentials and CA bundles a ModelMonitor names in its own namespace. Read by
+# name only: without list or watch the operator cannot enumerate Secrets.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# CA bundles and reference (training) histograms a ModelMonitor names, by name only.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end }}
+
+{{- define "evergreen.rules.clusterScoped" -}}
+# kopf watches CustomResourceDefinitions to notice the ModelMonitor CRD being installed,
+# upgraded or removed.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "evergreen.rules.namespaceDiscovery" -}}
+# kopf lists and watches namespaces (names and labels only) to follow the watched ones
+# being created and deleted.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}

@@ -1,0 +1,48 @@
+"""Pure statistics on histograms: no network, no Kubernetes, vectorised over series.
+
+Typical use, one histogram family per call::
+
+    baseline = HistogramSet.from_samples(samples, feature_label="feature",
+                                         segment_labels=["segment"]).with_totals()
+    current = HistogramSet.from_samples(...).with_totals()
+    scores = drift_scores(DriftMethod.PSI, align(baseline, current))
+    scores.top(10)
+"""
+
+from evergreen.analysis.alignment import AlignedHistograms, align
+from evergreen.analysis.drift import DriftMethod, DriftScores, drift_scores
+from evergreen.analysis.histograms import HistogramSet
+from evergreen.analysis.parsing import Sample, samples_from_vector
+from evergreen.analysis.series import SeriesKey
+from evergreen.analysis.statistics import (
+    ChiSquare,
+    WindowPair,
+    chi_square,
+    effective_samples,
+    jensen_shannon,
+    ks_statistic,
+    psi,
+    representative_points,
+    wasserstein,
+)
+
+__all__ = [
+    "AlignedHistograms",
+    "ChiSquare",
+    "DriftMethod",
+    "DriftScores",
+    "HistogramSet",
+    "Sample",
+    "SeriesKey",
+    "WindowPair",
+    "align",
+    "chi_square",
+    "drift_scores",
+    "effective_samples",
+    "jensen_shannon",
+    "ks_statistic",
+    "psi",
+    "representative_points",
+    "samples_from_vector",
+    "wasserstein",
+]

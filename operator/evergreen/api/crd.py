@@ -1,0 +1,211 @@
+"""Generate the ModelMonitor CustomResourceDefinition from the pydantic models.
+
+Pydantic emits JSON Schema 2020-12; the API server wants a *structural* OpenAPI v3 schema:
+no ``$ref``, a ``type`` on every node, no ``additionalProperties: false`` beside
+``properties``, and OpenAPI 3.0's boolean ``exclusiveMinimum``. This module converts one into
+the other, so the schema the API server enforces is the one the operator validates with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from evergreen.api.resource import (
+    API_VERSION,
+    CATEGORIES,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
+from evergreen.api.spec import ModelMonitorSpec
+from evergreen.api.status import ModelMonitorStatus
+
+Schema = dict[str, Any]
+
+_KEPT_KEYWORDS = (
+    "type",
+    "format",
+    "description",
+    "enum",
+    "default",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "required",
+)
+
+#: Cross-field rules the API server checks with CEL (the operator checks the same in pydantic).
+_VALIDATIONS: dict[str, list[dict[str, str]]] = {
+    "HistogramDrift": [
+        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
+    ],
+    "FeatureDrift": [
+        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
+        {
+            "rule": "!has(self.segmentBy) || !(self.featureLabel in self.segmentBy)",
+            "message": "featureLabel cannot also be a segmentBy label",
+        },
+    ],
+    "PredictionDrift": [
+        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
+    ],
+    "PrometheusEndpoint": [
+        {
+            "rule": "!(has(self.bearerTokenSecret) && has(self.basicAuth))",
+            "message": "set at most one of bearerTokenSecret and basicAuth",
+        },
+    ],
+    "DriftBaseline": [
+        {
+            "rule": "has(self.configMap) != (has(self.offset) && has(self.window))",
+            "message": "use either offset and window, or configMap",
+        },
+    ],
+    "DataQualityCheck": [
+        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    ],
+    "Kpi": [
+        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    ],
+}
+
+
+def _structural(node: Schema, defs: dict[str, Schema], name: str | None = None) -> Schema:
+    if "$ref" in node:
+        ref = node["$ref"].rsplit("/", 1)[-1]
+        merged = {**defs[ref], **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs, ref)
+    if "anyOf" in node:
+        # Optional[X] arrives as anyOf [X, null]: absence already expresses "unset".
+        options = [option for option in node["anyOf"] if option.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express a union of {len(options)} types structurally")
+        outer = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+        if node.get("default") is not None:
+            outer["default"] = node["default"]
+        return _structural({**options[0], **outer}, defs, name)
+
+    schema: Schema = {key: node[key] for key in _KEPT_KEYWORDS if key in node}
+    if "exclusiveMinimum" in node:
+        schema["minimum"] = node["exclusiveMinimum"]
+        schema["exclusiveMinimum"] = True
+    if "exclusiveMaximum" in node:
+        schema["maximum"] = node["exclusiveMaximum"]
+        schema["exclusiveMaximum"] = True
+    if "properties" in node:
+        schema["type"] = "object"
+        schema["properties"] = {key: _structural(value, defs) for key, value in node["properties"].items()}
+    elif isinstance(node.get("additionalProperties"), dict):
+        schema["additionalProperties"] = _structural(node["additionalProperties"], defs)
+    if "items" in node:
+        schema["items"] = _structural(node["items"], defs)
+    if "enum" in node and "type" not in schema:
+        schema["type"] = "string"
+    if "type" not in schema:
+        raise ValueError(f"schema node without a type: {node}")
+    if name in _VALIDATIONS:
+        schema["x-kubernetes-validations"] = _VALIDATIONS[name]
+    return schema
+
+
+def openapi_schema(model: type[Any]) -> Schema:
+    """The structural OpenAPI v3 schema of a pydantic model, camelCase field names."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(raw, raw.get("$defs", {}), raw.get("title"))
+
+
+def _printer_columns() -> list[dict[str, Any]]:
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    return [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+        {
+            "name": "Drift",
+            "type": "number",
+            "format": "float",
+            "description": "Highest feature drift score of the last evaluation.",
+            "jsonPath": ".status.lastEvaluation.drift.maxScore",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def custom_resource_definition() -> dict[str, Any]:
+    """The ModelMonitor CRD as a Kubernetes object."""
+    spec_schema = openapi_schema(ModelMonitorSpec)
+    status_schema = openapi_schema(ModelMonitorStatus)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "evergreen", "app.kubernetes.io/part-of": "evergreen"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Keeps one production ML model healthy: drift, data "
+                            "quality and KPIs from Prometheus, and what to do about them.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated sub-schemas in full: anchors and aliases confuse readers and tools."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_crd_yaml() -> str:
+    """The CRD as the YAML committed in ``crds/`` (stable key order, so diffs stay readable)."""
+    header = (
+        "# Generated by `evergreen crd` from the pydantic models in evergreen.api.\n"
+        "# Do not edit by hand: change the models and regenerate.\n"
+    )
+    body = yaml.dump(custom_resource_definition(), Dumper=_PlainDumper, sort_keys=False, width=100)
+    return header + body
+
+
+__all__ = ["API_VERSION", "custom_resource_definition", "openapi_schema", "render_crd_yaml"]

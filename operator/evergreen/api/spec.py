@@ -1,0 +1,257 @@
+"""The desired state a team declares: ``ModelMonitor.spec``.
+
+Defined once here; the CRD's OpenAPI schema is generated from these models
+(``evergreen crd``), so the API server and the operator validate the same rules.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from evergreen.analysis.drift import DriftMethod
+from evergreen.api.base import (
+    LABEL_NAME_PATTERN,
+    METRIC_NAME_PATTERN,
+    ApiModel,
+    ConfigMapKeyRef,
+    SecretKeyRef,
+)
+from evergreen.api.durations import Duration, parse_duration
+
+__all__ = [
+    "BasicAuth",
+    "DataQualityCheck",
+    "DriftBaseline",
+    "DriftMethod",
+    "FeatureDrift",
+    "Kpi",
+    "Mode",
+    "ModelMonitorSpec",
+    "NoDataPolicy",
+    "PredictionDrift",
+    "PrometheusEndpoint",
+    "TlsConfig",
+]
+
+LabelName = Annotated[str, Field(pattern=LABEL_NAME_PATTERN, max_length=128)]
+CheckName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)]
+
+
+class Mode(StrEnum):
+    """Whether the operator acts on its decisions or only explains them."""
+
+    ENFORCE = "Enforce"
+    OBSERVE = "Observe"
+
+
+class NoDataPolicy(StrEnum):
+    """What a KPI without data means."""
+
+    #: Unknown: nothing that depends on this KPI may proceed (the safe default).
+    HOLD = "Hold"
+    #: Count the missing KPI as breached.
+    BREACH = "Breach"
+    #: Leave the KPI out of every decision.
+    IGNORE = "Ignore"
+
+
+class BasicAuth(ApiModel):
+    """HTTP basic authentication from a Secret."""
+
+    username: SecretKeyRef
+    password: SecretKeyRef
+
+
+class TlsConfig(ApiModel):
+    """How to trust the Prometheus server's certificate."""
+
+    ca_config_map: ConfigMapKeyRef | None = Field(
+        default=None, description="A ConfigMap key holding the PEM CA bundle."
+    )
+    ca_secret: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding the PEM CA bundle."
+    )
+    insecure_skip_verify: bool = Field(
+        default=False, description="Do not verify the server certificate (testing only)."
+    )
+
+    @model_validator(mode="after")
+    def _one_ca(self) -> Self:
+        if self.ca_config_map is not None and self.ca_secret is not None:
+            raise ValueError("set at most one of caConfigMap and caSecret")
+        return self
+
+
+class PrometheusEndpoint(ApiModel):
+    """Where this monitor's metrics live; omit it to use the operator-wide default."""
+
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="Base URL of the Prometheus-compatible API (Prometheus, Thanos, Mimir, Cortex).",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers, e.g. X-Scope-OrgID for multi-tenant Mimir/Cortex/Thanos.",
+    )
+    bearer_token_secret: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a bearer token."
+    )
+    basic_auth: BasicAuth | None = None
+    tls: TlsConfig | None = None
+    timeout: Duration = Field(default="30s", description="Timeout of one query.")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> Self:
+        if self.bearer_token_secret is not None and self.basic_auth is not None:
+            raise ValueError("set at most one of bearerTokenSecret and basicAuth")
+        if "authorization" in {name.lower() for name in self.headers}:
+            raise ValueError("put credentials in bearerTokenSecret or basicAuth, not in headers")
+        return self
+
+
+class DriftBaseline(ApiModel):
+    """What the current window is compared with: a past window, or reference histograms."""
+
+    offset: Duration | None = Field(
+        default=None, description="How far back the baseline window ends (e.g. 7d)."
+    )
+    window: Duration | None = Field(default=None, description="Length of the baseline window (e.g. 7d).")
+    config_map: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="Reference histograms (e.g. from training) as JSON in a ConfigMap key; "
+        "see the documentation for the format.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        has_window = self.offset is not None or self.window is not None
+        if has_window and self.config_map is not None:
+            raise ValueError("use either offset/window or configMap, not both")
+        if self.config_map is None and (self.offset is None or self.window is None):
+            raise ValueError("a window baseline needs both offset and window")
+        return self
+
+
+def _default_baseline() -> DriftBaseline:
+    return DriftBaseline(offset="7d", window="7d")
+
+
+class HistogramDrift(ApiModel):
+    """Drift of one Prometheus histogram family between a baseline and the current window."""
+
+    histogram: str = Field(
+        pattern=METRIC_NAME_PATTERN,
+        max_length=200,
+        description="Histogram family name without the _bucket suffix.",
+    )
+    model_label: LabelName = Field(default="model", description="Label that carries the model name.")
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra label equality matchers (e.g. env: prod)."
+    )
+    segment_by: list[LabelName] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Labels that split traffic into segments; drift is computed per segment "
+        "and for the whole population.",
+    )
+    baseline: DriftBaseline = Field(default_factory=_default_baseline)
+    window: Duration = Field(default="1h", description="Length of the current window.")
+    method: DriftMethod = Field(default=DriftMethod.PSI, description="Drift statistic.")
+    warning: float = Field(default=0.1, gt=0, description="Score at or above which drift warns.")
+    critical: float = Field(default=0.25, gt=0, description="Score at or above which drift is critical.")
+    min_samples: int = Field(
+        default=500,
+        ge=1,
+        description="Minimum effective sample size for a series to be judged confidently.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> Self:
+        if self.critical < self.warning:
+            raise ValueError("critical must be greater than or equal to warning")
+        return self
+
+
+class FeatureDrift(HistogramDrift):
+    """Input drift: one histogram family holding every feature, told apart by a label."""
+
+    feature_label: LabelName = Field(default="feature", description="Label that names the feature.")
+
+    @model_validator(mode="after")
+    def _feature_not_a_segment(self) -> Self:
+        if self.feature_label in self.segment_by:
+            raise ValueError("featureLabel cannot also be a segmentBy label")
+        return self
+
+
+class PredictionDrift(HistogramDrift):
+    """Output drift: the distribution of the model's scores."""
+
+
+class BoundedQuery(ApiModel):
+    """A PromQL query whose every returned series must lie within bounds."""
+
+    name: CheckName
+    query: str = Field(
+        min_length=1,
+        max_length=8192,
+        description="PromQL; may use {{model}}, {{namespace}} and {{window}}.",
+    )
+    min: float | None = Field(default=None, description="Lowest acceptable value.")
+    max: float | None = Field(default=None, description="Highest acceptable value.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class DataQualityCheck(BoundedQuery):
+    """A data-quality signal such as a null rate or an out-of-range rate."""
+
+
+class Kpi(BoundedQuery):
+    """A business or model-quality KPI such as precision or conversion rate."""
+
+    on_no_data: NoDataPolicy = Field(default=NoDataPolicy.HOLD, description="What a KPI without data means.")
+
+
+class ModelMonitorSpec(ApiModel):
+    """What to watch for one model, and how."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[^\s]+$",
+        description="The model's name as it appears in metric labels ({{model}}).",
+    )
+    mode: Mode = Field(
+        default=Mode.ENFORCE,
+        description="Enforce acts on decisions; Observe only decides and explains.",
+    )
+    interval: Duration = Field(default="5m", description="How often the model is evaluated.")
+    prometheus: PrometheusEndpoint | None = None
+    drift: FeatureDrift | None = None
+    prediction_drift: PredictionDrift | None = None
+    data_quality: list[DataQualityCheck] = Field(default_factory=list, max_length=32)
+    kpis: list[Kpi] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if parse_duration(self.interval).total_seconds() < 1:
+            raise ValueError("interval must be at least 1s")
+        for field in ("data_quality", "kpis"):
+            names = [check.name for check in getattr(self, field)]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate check names: {', '.join(duplicates)}")
+        if not (self.drift or self.prediction_drift or self.data_quality or self.kpis):
+            raise ValueError("nothing to monitor: set drift, predictionDrift, dataQuality or kpis")
+        return self

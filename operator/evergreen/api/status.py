@@ -1,0 +1,129 @@
+"""What the operator reports: ``ModelMonitor.status``.
+
+Conditions follow the Kubernetes API conventions (``metav1.Condition``). The evaluation
+summary is bounded (top N series) so a model with thousands of feature × segment series
+never produces an oversized object.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field
+
+from evergreen.api.base import ApiModel
+
+
+class StatusModel(ApiModel):
+    """Status parts tolerate fields they do not know (written by newer or older versions)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    """The conditions every ModelMonitor carries."""
+
+    #: Summary: the last evaluation ran on a valid spec with every query answered.
+    READY = "Ready"
+    #: Prometheus answered and returned data for every signal.
+    METRICS_AVAILABLE = "MetricsAvailable"
+    #: A feature (or segment) drifted beyond the critical threshold.
+    DRIFTING = "Drifting"
+    #: The model's output distribution drifted beyond the critical threshold.
+    PREDICTION_DRIFTING = "PredictionDrifting"
+    #: A data-quality check is out of bounds.
+    DATA_QUALITY_DEGRADED = "DataQualityDegraded"
+    #: A KPI is out of bounds.
+    KPI_BREACHED = "KPIBreached"
+
+
+class Condition(StatusModel):
+    """One ``metav1.Condition``."""
+
+    type: str
+    status: ConditionStatus
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class Severity(StrEnum):
+    OK = "OK"
+    WARNING = "Warning"
+    CRITICAL = "Critical"
+    NO_DATA = "NoData"
+
+
+class SeriesDrift(StatusModel):
+    """The drift of one feature within one segment (``*`` for the whole population)."""
+
+    feature: str
+    segment: str
+    score: float
+    severity: Severity
+    samples: float = Field(description="Effective sample size of the comparison.")
+    low_samples: bool = Field(default=False, description="Fewer effective samples than minSamples.")
+
+
+class DriftSummary(StatusModel):
+    """Drift of one histogram family at one evaluation."""
+
+    method: str
+    series: int = Field(description="Series compared (features × segments, plus totals).")
+    no_data: int = Field(description="Series with no traffic in one of the windows.")
+    warning: int
+    critical: int
+    max_score: float | None = None
+    top: list[SeriesDrift] = Field(default_factory=list, description="Highest scores first.")
+
+
+class CheckState(StrEnum):
+    OK = "OK"
+    BREACHED = "Breached"
+    NO_DATA = "NoData"
+    ERROR = "Error"
+
+
+class CheckOutcome(StatusModel):
+    """A data-quality check or KPI: its value and whether it is within bounds."""
+
+    name: str
+    state: CheckState
+    value: float | None = Field(default=None, description="The worst value among the series.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of that series.")
+    min: float | None = None
+    max: float | None = None
+    breached_series: int = 0
+    message: str | None = None
+
+
+class EvaluationSummary(StatusModel):
+    """The bounded record of one evaluation."""
+
+    time: datetime
+    duration_seconds: float
+    queries: int
+    drift: DriftSummary | None = None
+    prediction_drift: DriftSummary | None = None
+    data_quality: list[CheckOutcome] = Field(default_factory=list)
+    kpis: list[CheckOutcome] = Field(default_factory=list)
+
+
+class ModelMonitorStatus(StatusModel):
+    """The status subresource, written whole on every evaluation attempt."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    last_evaluation: EvaluationSummary | None = Field(
+        default=None, description="The last evaluation that produced data (kept during outages)."
+    )
+    last_attempt_time: datetime | None = None
+    next_evaluation_time: datetime | None = None

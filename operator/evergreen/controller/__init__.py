@@ -1,0 +1,1 @@
+"""The operator: kopf wiring around one reconcile step per ModelMonitor."""

@@ -1,0 +1,227 @@
+"""One reconcile step for one ModelMonitor: read it, evaluate if due, write status and Events.
+
+Level-based: everything needed to decide what to do is in the object (spec, generation,
+status). The step is safe to call any time, from any handler, any number of times; when
+nothing is due it does nothing, so a restart resumes exactly where status says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from evergreen.api.durations import parse_duration
+from evergreen.api.resource import parse_spec, parse_status
+from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
+from evergreen.api.status import Condition, ModelMonitorStatus
+from evergreen.conditions import (
+    ConditionDraft,
+    evaluation_drafts,
+    merge_conditions,
+    spec_error_drafts,
+    unavailable_drafts,
+)
+from evergreen.controller.endpoints import CaBundles, SourcePool, resolve_endpoint
+from evergreen.controller.settings import OperatorSettings
+from evergreen.errors import ClusterError, MissingReference, SpecError
+from evergreen.kube.client import Conflict, KubeApi, ObjectRef
+from evergreen.observation.evaluate import Evaluation, ProblemKind, evaluate
+from evergreen.signals.reference import parse_reference
+from evergreen.signals.samples import Sample
+from evergreen.telemetry import Telemetry
+from evergreen.transitions import EventRecord, transition_events
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one evaluation attempt concluded, before it is written anywhere."""
+
+    outcome: str
+    drafts: Sequence[ConditionDraft]
+    evaluation: Evaluation | None
+    next_after: timedelta | None
+    queries: int = 0
+
+
+def is_due(status: ModelMonitorStatus, generation: int | None, now: datetime) -> bool:
+    """A new spec is evaluated at once; otherwise when the scheduled time has come."""
+    if status.observed_generation != generation:
+        return True
+    return status.next_evaluation_time is None or now >= status.next_evaluation_time
+
+
+class MonitorReconciler:
+    """Evaluates ModelMonitors and reports the result on each of them."""
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        settings: OperatorSettings,
+        telemetry: Telemetry,
+        sources: SourcePool | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.telemetry = telemetry
+        self.sources = sources or SourcePool(telemetry, settings.max_concurrent_queries)
+        self.bundles = CaBundles()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: Monotonic time of the last completed reconcile step (for the liveness probe).
+        self.last_step = time.monotonic()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The monitor is gone: drop its lock and metrics."""
+        self._locks.pop((namespace, name), None)
+        self.telemetry.forget(namespace, name)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Evaluate the monitor if it is due; safe to call concurrently and repeatedly."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            for _ in range(3):
+                try:
+                    await self._step(namespace, name)
+                    break
+                except Conflict:
+                    # Somebody (kopf's own annotations, a person, a second replica) wrote the
+                    # object since it was read: read again and redo the step.
+                    continue
+            self.last_step = time.monotonic()
+
+    async def _step(self, namespace: str, name: str) -> None:
+        body = await self.kube.get_monitor(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        now = self.settings.clock()
+        status = parse_status(body.get("status"))
+        generation = body["metadata"].get("generation")
+        if not is_due(status, generation, now):
+            return
+
+        started = time.perf_counter()
+        attempt = await self._attempt(body, now)
+        seconds = time.perf_counter() - started
+
+        conditions = merge_conditions(status.conditions, attempt.drafts, now=now, generation=generation)
+        new_status = status.model_copy(
+            update={
+                "observed_generation": generation,
+                "conditions": conditions,
+                "last_attempt_time": now,
+                "next_evaluation_time": now + attempt.next_after if attempt.next_after else None,
+            }
+        )
+        if attempt.evaluation is not None:
+            new_status = new_status.model_copy(
+                update={"last_evaluation": attempt.evaluation.summary(self.settings.top_series)}
+            )
+        await self.kube.replace_monitor_status(
+            namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
+        )
+        self._observe(namespace, name, attempt, seconds, conditions, new_status)
+        await self._post_events(body, transition_events(status.conditions, conditions))
+
+    async def _attempt(self, body: Mapping[str, Any], now: datetime) -> Attempt:
+        namespace = body["metadata"]["namespace"]
+        retry = timedelta(seconds=self.settings.retry_seconds)
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as error:
+            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(error)), None, None)
+        interval = parse_duration(spec.interval)
+        try:
+            endpoint = await resolve_endpoint(
+                spec.prometheus, self.settings.default_endpoint, namespace, self.kube, self.bundles
+            )
+            references = await self._references(spec, namespace)
+            evaluation = await evaluate(
+                spec, self.sources.source(endpoint), now, namespace=namespace, references=references
+            )
+        except MissingReference as error:
+            return Attempt(
+                "missing_reference",
+                spec_error_drafts("MissingReference", str(error)),
+                None,
+                min(retry, interval),
+            )
+        except SpecError as error:
+            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(error)), None, None)
+        except ClusterError:
+            raise
+        except Exception as error:  # a bug must fail this monitor, not the operator
+            log.exception("evaluating %s/%s failed", namespace, body["metadata"]["name"])
+            drafts = spec_error_drafts("InternalError", f"{type(error).__name__}: {error}")
+            return Attempt("error", drafts, None, min(retry, interval))
+
+        if evaluation.unavailable:
+            return Attempt(
+                "unavailable", unavailable_drafts(evaluation), None, min(retry, interval), evaluation.queries
+            )
+        kinds = {problem.kind for problem in evaluation.problems}
+        outcome = (
+            "invalid_query"
+            if ProblemKind.REJECTED in kinds
+            else "no_data"
+            if ProblemKind.NO_DATA in kinds
+            else "ok"
+        )
+        drafts = evaluation_drafts(spec, evaluation)
+        # An evaluation where nothing had data keeps the last good summary in status.
+        informative = (
+            evaluation.drift
+            or evaluation.prediction_drift
+            or any(outcome.value is not None for outcome in (*evaluation.data_quality, *evaluation.kpis))
+        )
+        return Attempt(outcome, drafts, evaluation if informative else None, interval, evaluation.queries)
+
+    async def _references(self, spec: ModelMonitorSpec, namespace: str) -> dict[str, list[Sample]]:
+        """Reference histograms for drift signals whose baseline is a ConfigMap."""
+        references: dict[str, list[Sample]] = {}
+        signals: list[tuple[str, HistogramDrift | None, str | None]] = [
+            ("spec.drift", spec.drift, spec.drift.feature_label if spec.drift else None),
+            ("spec.predictionDrift", spec.prediction_drift, None),
+        ]
+        for field, config, feature_label in signals:
+            if config is None or config.baseline.config_map is None:
+                continue
+            ref = config.baseline.config_map
+            where = f"{field}.baseline.configMap"
+            text = await self.kube.read_config_map_key(namespace, ref.name, ref.key, field=where)
+            references[field] = parse_reference(text, feature_label=feature_label, field=where)
+        return references
+
+    def _observe(
+        self,
+        namespace: str,
+        name: str,
+        attempt: Attempt,
+        seconds: float,
+        conditions: Sequence[Condition],
+        status: ModelMonitorStatus,
+    ) -> None:
+        self.telemetry.record_evaluation(namespace, name, attempt.outcome, seconds, attempt.queries)
+        self.telemetry.record_conditions(namespace, name, conditions)
+        summary = status.last_evaluation
+        if attempt.evaluation is not None and summary is not None:
+            for signal, drift in (("feature", summary.drift), ("prediction", summary.prediction_drift)):
+                if drift is not None:
+                    self.telemetry.record_drift(
+                        namespace, name, signal, drift.top, drift.max_score, summary.time
+                    )
+
+    async def _post_events(self, body: Mapping[str, Any], events: Sequence[EventRecord]) -> None:
+        about = ObjectRef.monitor(body)
+        for event in events:
+            try:
+                await self.kube.post_event(about, event.type.value, event.reason, event.message)
+                self.telemetry.events.labels(event.reason).inc()
+            except ClusterError as error:
+                # Events are best effort: the same facts are already in status.
+                log.warning("%s", error)

@@ -1,0 +1,38 @@
+"""Operator-wide settings, read once at startup (flags and ``EVERGREEN_*`` environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from evergreen.signals.prometheus import Endpoint
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How the operator runs; per-model behaviour lives in each ModelMonitor."""
+
+    #: Used by monitors without ``spec.prometheus``.
+    default_endpoint: Endpoint | None = None
+    #: Namespaces to watch; empty means the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    #: How often each monitor is checked for being due (evaluations follow ``spec.interval``).
+    tick_seconds: float = 10.0
+    #: How soon a failed evaluation (Prometheus unreachable, missing Secret) is retried.
+    retry_seconds: float = 30.0
+    #: Series per drift signal kept in status and exported as metrics.
+    top_series: int = 10
+    #: Prometheus queries in flight at once across all monitors (protects Prometheus).
+    max_concurrent_queries: int = 16
+    #: Port of ``/metrics`` (None: not served).
+    metrics_port: int | None = 8000
+    #: Port of the liveness endpoint ``/healthz`` (None: not served).
+    health_port: int | None = 8080
+    #: Name Events are reported under.
+    component: str = "evergreen"
+    clock: Callable[[], datetime] = field(default=utc_now)

@@ -1,0 +1,72 @@
+"""Every error Evergreen raises on purpose descends from :class:`EvergreenError`.
+
+    EvergreenError
+    ├── SpecError                 a ModelMonitor field is invalid (permanent until the spec changes)
+    │   └── MissingReference      a Secret or ConfigMap the spec names is missing (may appear later)
+    ├── MetricsError              reading Prometheus failed
+    │   ├── MetricsUnavailable    unreachable, timeout, 5xx, auth failure (temporary)
+    │   ├── QueryRejected         Prometheus refused a query: bad PromQL (permanent, names the field)
+    │   └── NoData                a query succeeded but returned nothing usable
+    ├── AnalysisError             histograms that cannot be compared (e.g. no common buckets)
+    └── ClusterError              talking to the Kubernetes API failed
+
+The controller maps permanent errors to a condition on the one object that caused them and
+temporary ones to a retry; nothing here ever stops the operator.
+"""
+
+from __future__ import annotations
+
+
+class EvergreenError(Exception):
+    """Base of all errors raised on purpose by Evergreen."""
+
+    #: True when retrying without a change to the spec cannot help.
+    permanent: bool = False
+
+
+class SpecError(EvergreenError):
+    """A ModelMonitor field is invalid; ``field`` is its dotted path (``spec.kpis[0].query``)."""
+
+    permanent = True
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class MissingReference(SpecError):
+    """A Secret or ConfigMap named by the spec does not exist or lacks the key."""
+
+    permanent = False
+
+
+class MetricsError(EvergreenError):
+    """Reading metrics failed."""
+
+
+class MetricsUnavailable(MetricsError):
+    """Prometheus could not be reached or did not answer in time; try again later."""
+
+
+class QueryRejected(MetricsError):
+    """Prometheus rejected a query (bad PromQL); ``field`` names where the query came from."""
+
+    permanent = True
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NoData(MetricsError):
+    """A query succeeded but returned no usable samples."""
+
+
+class AnalysisError(EvergreenError):
+    """Inputs to a statistic cannot be compared."""
+
+
+class ClusterError(EvergreenError):
+    """A Kubernetes API call failed."""

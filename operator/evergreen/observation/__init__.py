@@ -1,0 +1,1 @@
+"""One evaluation of a ModelMonitor: plan the queries, read them, compute every signal."""

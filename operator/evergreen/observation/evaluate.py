@@ -1,0 +1,311 @@
+"""Evaluate a ModelMonitor once: issue the planned queries, compute every signal.
+
+Nothing here knows about Kubernetes: the live operator, the demo and the backtest all call
+:func:`evaluate` with a different :class:`MetricSource`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from evergreen.analysis import HistogramSet, align, drift_scores
+from evergreen.analysis.drift import DriftScores
+from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec
+from evergreen.api.status import (
+    CheckOutcome,
+    DriftSummary,
+    EvaluationSummary,
+    SeriesDrift,
+    Severity,
+)
+from evergreen.errors import AnalysisError, MetricsUnavailable, QueryRejected
+from evergreen.observation.checks import check_outcome, errored_outcome
+from evergreen.observation.plan import CheckQuery, HistogramQuery, QueryPlan, Window, plan
+from evergreen.signals.samples import QueryResult, Sample
+from evergreen.signals.source import MetricSource
+
+#: The whole-population pseudo-feature name used for a prediction histogram.
+PREDICTION = "prediction"
+#: Scores are capped here in reports (status, metrics): JSON cannot carry +Inf.
+MAX_SCORE = 1e6
+
+
+class ProblemKind(StrEnum):
+    UNAVAILABLE = "Unavailable"
+    REJECTED = "Rejected"
+    NO_DATA = "NoData"
+    INVALID = "Invalid"
+
+
+@dataclass(frozen=True)
+class SignalProblem:
+    """Why one signal could not be evaluated; ``field`` points at the spec."""
+
+    field: str
+    kind: ProblemKind
+    message: str
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Drift of one histogram family, every feature × segment (and per-feature totals)."""
+
+    field: str
+    config: HistogramDrift
+    scores: DriftScores
+
+    def severities(self) -> list[Severity]:
+        severities = []
+        for score in self.scores.score:
+            if math.isnan(score):  # one of the windows had no traffic
+                severities.append(Severity.NO_DATA)
+            elif score >= self.config.critical:
+                severities.append(Severity.CRITICAL)
+            elif score >= self.config.warning:
+                severities.append(Severity.WARNING)
+            else:
+                severities.append(Severity.OK)
+        return severities
+
+    def series(self) -> list[SeriesDrift]:
+        """Every compared series with a score, highest score first."""
+        rows = []
+        for key, score, samples, severity in zip(
+            self.scores.keys,
+            self.scores.score,
+            self.scores.effective_samples,
+            self.severities(),
+            strict=True,
+        ):
+            if severity is Severity.NO_DATA:
+                continue
+            rows.append(
+                SeriesDrift(
+                    feature=key.feature,
+                    segment=key.segment_text,
+                    # A Wasserstein score is +Inf against a constant baseline; JSON has no
+                    # infinity, and any score this large says the same thing.
+                    score=round(min(float(score), MAX_SCORE), 6),
+                    severity=severity,
+                    samples=round(float(samples), 1),
+                    low_samples=bool(samples < self.config.min_samples),
+                )
+            )
+        rows.sort(key=lambda row: (-row.score, row.feature, row.segment))
+        return rows
+
+    def judged(self) -> list[SeriesDrift]:
+        """Series with enough samples to be judged (the rest are reported, not acted on)."""
+        return [row for row in self.series() if not row.low_samples]
+
+    def summary(self, top: int) -> DriftSummary:
+        rows = self.series()
+        judged = [row for row in rows if not row.low_samples]
+        severities = self.severities()
+        return DriftSummary(
+            method=self.config.method.value,
+            series=len(severities),
+            no_data=severities.count(Severity.NO_DATA),
+            warning=sum(row.severity is Severity.WARNING for row in judged),
+            critical=sum(row.severity is Severity.CRITICAL for row in judged),
+            max_score=max((row.score for row in judged), default=None),
+            top=rows[:top],
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything one evaluation learned, in full (status gets a bounded summary)."""
+
+    time: datetime
+    duration_seconds: float
+    queries: int
+    drift: DriftResult | None = None
+    prediction_drift: DriftResult | None = None
+    data_quality: tuple[CheckOutcome, ...] = ()
+    kpis: tuple[CheckOutcome, ...] = ()
+    problems: tuple[SignalProblem, ...] = field(default_factory=tuple)
+
+    @property
+    def unavailable(self) -> bool:
+        """Prometheus could not be read at all: the evaluation carries no information."""
+        return any(problem.kind is ProblemKind.UNAVAILABLE for problem in self.problems)
+
+    def summary(self, top: int = 10) -> EvaluationSummary:
+        return EvaluationSummary(
+            time=self.time,
+            duration_seconds=round(self.duration_seconds, 4),
+            queries=self.queries,
+            drift=self.drift.summary(top) if self.drift else None,
+            prediction_drift=self.prediction_drift.summary(top) if self.prediction_drift else None,
+            data_quality=list(self.data_quality),
+            kpis=list(self.kpis),
+        )
+
+
+def _histograms(samples: Sequence[Sample], drift: HistogramDrift, feature_label: str | None) -> HistogramSet:
+    histograms = HistogramSet.from_samples(
+        [(s.labels, s.value) for s in samples],
+        feature_label=feature_label,
+        segment_labels=list(drift.segment_by),
+        default_feature=PREDICTION,
+    )
+    return histograms.with_totals() if drift.segment_by else histograms
+
+
+class _Reader:
+    """Runs queries concurrently and turns failures into SignalProblems."""
+
+    def __init__(self, source: MetricSource, at: datetime) -> None:
+        self.source = source
+        self.at = at
+        self.issued = 0
+
+    async def read(self, query: str, field: str) -> QueryResult | SignalProblem:
+        self.issued += 1
+        try:
+            return await self.source.instant(query, self.at, field=field)
+        except QueryRejected as error:
+            return SignalProblem(error.field, ProblemKind.REJECTED, error.message)
+        except MetricsUnavailable as error:
+            return SignalProblem(field, ProblemKind.UNAVAILABLE, str(error))
+
+
+async def _drift(
+    reader: _Reader,
+    field: str,
+    config: HistogramDrift,
+    queries: list[HistogramQuery],
+    feature_label: str | None,
+    reference: Sequence[Sample] | None,
+) -> DriftResult | SignalProblem:
+    answers = await asyncio.gather(*(reader.read(q.promql, field) for q in queries))
+    by_window: dict[Window, QueryResult] = {}
+    for query, answer in zip(queries, answers, strict=True):
+        if isinstance(answer, SignalProblem):
+            return answer
+        by_window[query.window] = answer
+    current = by_window[Window.CURRENT]
+    if Window.BASELINE in by_window:
+        baseline_samples: Sequence[Sample] = by_window[Window.BASELINE].samples
+    elif reference is not None:
+        baseline_samples = reference
+    else:
+        return SignalProblem(
+            f"{field}.baseline.configMap", ProblemKind.NO_DATA, "reference histograms are missing"
+        )
+    if current.empty:
+        return SignalProblem(
+            field, ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the current window"
+        )
+    if not baseline_samples:
+        return SignalProblem(
+            f"{field}.baseline", ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the baseline"
+        )
+    try:
+        aligned = align(
+            _histograms(baseline_samples, config, feature_label),
+            _histograms(current.samples, config, feature_label),
+        )
+    except AnalysisError as error:
+        return SignalProblem(field, ProblemKind.INVALID, str(error))
+    return DriftResult(field, config, drift_scores(config.method, aligned))
+
+
+async def _check(
+    reader: _Reader, check: BoundedQuery, query: CheckQuery
+) -> tuple[CheckOutcome, SignalProblem | None]:
+    answer = await reader.read(query.promql, query.field)
+    if isinstance(answer, SignalProblem):
+        return errored_outcome(check, answer.message), answer
+    outcome = check_outcome(check, answer)
+    problem = None
+    if answer.empty or outcome.message == "the query returned no data":
+        problem = SignalProblem(query.field, ProblemKind.NO_DATA, f"{check.name}: the query returned no data")
+    return outcome, problem
+
+
+async def evaluate(
+    spec: ModelMonitorSpec,
+    source: MetricSource,
+    at: datetime,
+    *,
+    namespace: str,
+    references: Mapping[str, Sequence[Sample]] | None = None,
+    query_plan: QueryPlan | None = None,
+) -> Evaluation:
+    """Evaluate every configured signal at ``at``.
+
+    ``references`` holds reference histograms for ConfigMap baselines, keyed by the drift
+    field (``spec.drift`` / ``spec.predictionDrift``). Template errors raise SpecError before
+    any query is sent.
+    """
+    started = time.perf_counter()
+    queries = query_plan or plan(spec, namespace)
+    reader = _Reader(source, at)
+    references = references or {}
+
+    drift_tasks: list[Awaitable[DriftResult | SignalProblem]] = []
+    if spec.drift is not None:
+        drift_tasks.append(
+            _drift(
+                reader,
+                "spec.drift",
+                spec.drift,
+                queries.drift,
+                spec.drift.feature_label,
+                references.get("spec.drift"),
+            )
+        )
+    if spec.prediction_drift is not None:
+        drift_tasks.append(
+            _drift(
+                reader,
+                "spec.predictionDrift",
+                spec.prediction_drift,
+                queries.prediction_drift,
+                None,
+                references.get("spec.predictionDrift"),
+            )
+        )
+    check_tasks = [
+        _check(reader, check, query)
+        for check, query in zip(
+            [*spec.data_quality, *spec.kpis], [*queries.data_quality, *queries.kpis], strict=True
+        )
+    ]
+    # One gather for everything: an evaluation costs its slowest query, not their sum.
+    drift_answers, check_answers = await asyncio.gather(
+        asyncio.gather(*drift_tasks), asyncio.gather(*check_tasks)
+    )
+
+    problems: list[SignalProblem] = []
+    results: list[DriftResult | None] = []
+    for answer in drift_answers:
+        if isinstance(answer, SignalProblem):
+            problems.append(answer)
+            results.append(None)
+        else:
+            results.append(answer)
+    drift = results.pop(0) if spec.drift is not None else None
+    prediction = results.pop(0) if spec.prediction_drift is not None else None
+    problems.extend(problem for _, problem in check_answers if problem is not None)
+    outcomes = [outcome for outcome, _ in check_answers]
+    quality_count = len(spec.data_quality)
+
+    return Evaluation(
+        time=at,
+        duration_seconds=time.perf_counter() - started,
+        queries=reader.issued,
+        drift=drift,
+        prediction_drift=prediction,
+        data_quality=tuple(outcomes[:quality_count]),
+        kpis=tuple(outcomes[quality_count:]),
+        problems=tuple(problems),
+    )

@@ -1,0 +1,118 @@
+"""The queries one evaluation issues, derived from the spec alone.
+
+One query per histogram family per window returns every feature and segment at once, so the
+cost of an evaluation does not grow with the number of features; each data-quality check and
+KPI is one query of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
+from evergreen.signals.promql import histogram_increase, render_template
+
+
+class Window(StrEnum):
+    CURRENT = "current"
+    BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class HistogramQuery:
+    """One window of one histogram family."""
+
+    field: str
+    window: Window
+    promql: str
+
+
+@dataclass(frozen=True)
+class CheckQuery:
+    """A data-quality check or KPI query, rendered."""
+
+    field: str
+    promql: str
+
+
+def template_variables(spec: ModelMonitorSpec, namespace: str) -> dict[str, str]:
+    """The ``{{name}}`` variables user queries may use."""
+    return {"model": spec.model, "namespace": namespace, "interval": spec.interval}
+
+
+def histogram_queries(
+    field: str, drift: HistogramDrift, model: str, group_by: list[str]
+) -> list[HistogramQuery]:
+    """The current window, and the baseline window unless the baseline is a ConfigMap."""
+    matchers = {**drift.match_labels, drift.model_label: model}
+    queries = [
+        HistogramQuery(
+            field,
+            Window.CURRENT,
+            histogram_increase(drift.histogram, matchers=matchers, group_by=group_by, window=drift.window),
+        )
+    ]
+    baseline = drift.baseline
+    if baseline.window is not None and baseline.offset is not None:
+        queries.append(
+            HistogramQuery(
+                field,
+                Window.BASELINE,
+                histogram_increase(
+                    drift.histogram,
+                    matchers=matchers,
+                    group_by=group_by,
+                    window=baseline.window,
+                    offset=baseline.offset,
+                ),
+            )
+        )
+    return queries
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Every query of one evaluation."""
+
+    drift: list[HistogramQuery]
+    prediction_drift: list[HistogramQuery]
+    data_quality: list[CheckQuery]
+    kpis: list[CheckQuery]
+
+    @property
+    def size(self) -> int:
+        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis)
+
+
+def plan(
+    spec: ModelMonitorSpec, namespace: str, extra_variables: Mapping[str, str] | None = None
+) -> QueryPlan:
+    """Build every query; raises SpecError for a template that cannot be rendered."""
+    variables = {**template_variables(spec, namespace), **(extra_variables or {})}
+    drift = []
+    if spec.drift is not None:
+        drift = histogram_queries(
+            "spec.drift", spec.drift, spec.model, [spec.drift.feature_label, *spec.drift.segment_by]
+        )
+    prediction = []
+    if spec.prediction_drift is not None:
+        prediction = histogram_queries(
+            "spec.predictionDrift", spec.prediction_drift, spec.model, list(spec.prediction_drift.segment_by)
+        )
+    checks = [
+        CheckQuery(
+            f"spec.dataQuality[{i}].query",
+            render_template(check.query, variables, field=f"spec.dataQuality[{i}].query"),
+        )
+        for i, check in enumerate(spec.data_quality)
+    ]
+    kpis = [
+        CheckQuery(
+            f"spec.kpis[{i}].query",
+            render_template(kpi.query, variables, field=f"spec.kpis[{i}].query"),
+        )
+        for i, kpi in enumerate(spec.kpis)
+    ]
+    return QueryPlan(drift, prediction, checks, kpis)

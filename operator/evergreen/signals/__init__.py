@@ -1,0 +1,1 @@
+"""Reading the world: PromQL construction, the Prometheus client, and recordings of both."""

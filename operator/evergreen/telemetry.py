@@ -1,0 +1,152 @@
+"""The operator's own Prometheus metrics.
+
+Cardinality is bounded on purpose: per-monitor series only (never per query), and drift
+scores only for each monitor's top N series, which are removed when they leave the top N or
+the monitor is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from evergreen.api.status import Condition, ConditionStatus, SeriesDrift
+
+_STATUSES = [s.value for s in ConditionStatus]
+
+
+class Telemetry:
+    """Every metric the operator exports, in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.evaluations = Counter(
+            "evergreen_evaluations",
+            "ModelMonitor evaluations by outcome.",
+            ["namespace", "monitor", "outcome"],
+            registry=r,
+        )
+        self.evaluation_duration = Histogram(
+            "evergreen_evaluation_duration_seconds",
+            "Wall time of one evaluation (queries and statistics).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.queries = Counter(
+            "evergreen_prometheus_queries",
+            "Prometheus queries issued, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.query_duration = Histogram(
+            "evergreen_prometheus_query_duration_seconds",
+            "Latency of one Prometheus query.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.queries_per_evaluation = Gauge(
+            "evergreen_queries_per_evaluation",
+            "Queries issued by the last evaluation of a monitor.",
+            ["namespace", "monitor"],
+            registry=r,
+        )
+        self.drift_score = Gauge(
+            "evergreen_drift_score",
+            "Drift score of a monitor's top series (feature x segment).",
+            ["namespace", "monitor", "signal", "feature", "segment"],
+            registry=r,
+        )
+        self.drift_max = Gauge(
+            "evergreen_drift_max_score",
+            "Highest judged drift score of the last evaluation.",
+            ["namespace", "monitor", "signal"],
+            registry=r,
+        )
+        self.condition = Gauge(
+            "evergreen_condition",
+            "1 for the current status of each condition, 0 for the others.",
+            ["namespace", "monitor", "type", "status"],
+            registry=r,
+        )
+        self.last_evaluation = Gauge(
+            "evergreen_last_evaluation_timestamp_seconds",
+            "Time of the last evaluation that produced data.",
+            ["namespace", "monitor"],
+            registry=r,
+        )
+        self.events = Counter(
+            "evergreen_events",
+            "Kubernetes Events posted, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self._drift_series: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        self._signals: dict[tuple[str, str], set[str]] = {}
+        self._conditions: dict[tuple[str, str], set[str]] = {}
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Expose ``/metrics`` on ``address:port`` from a background thread."""
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def record_evaluation(
+        self, namespace: str, monitor: str, outcome: str, seconds: float, queries: int
+    ) -> None:
+        self.evaluations.labels(namespace, monitor, outcome).inc()
+        self.evaluation_duration.observe(seconds)
+        self.queries_per_evaluation.labels(namespace, monitor).set(queries)
+
+    def record_drift(
+        self,
+        namespace: str,
+        monitor: str,
+        signal: str,
+        top: Iterable[SeriesDrift],
+        max_score: float | None,
+        at: datetime,
+    ) -> None:
+        key = (namespace, monitor)
+        rows = list(top)
+        fresh = {(signal, row.feature, row.segment) for row in rows}
+        known = self._drift_series.setdefault(key, set())
+        for stale in {s for s in known if s[0] == signal} - fresh:
+            self.drift_score.remove(namespace, monitor, *stale)
+            known.discard(stale)
+        for row in rows:
+            self.drift_score.labels(namespace, monitor, signal, row.feature, row.segment).set(row.score)
+            known.add((signal, row.feature, row.segment))
+        self._signals.setdefault(key, set()).add(signal)
+        if max_score is None:
+            self.drift_max.labels(namespace, monitor, signal).set(float("nan"))
+        else:
+            self.drift_max.labels(namespace, monitor, signal).set(max_score)
+        self.last_evaluation.labels(namespace, monitor).set(at.timestamp())
+
+    def record_conditions(self, namespace: str, monitor: str, conditions: Iterable[Condition]) -> None:
+        types = self._conditions.setdefault((namespace, monitor), set())
+        for condition in conditions:
+            types.add(condition.type)
+            for status in _STATUSES:
+                self.condition.labels(namespace, monitor, condition.type, status).set(
+                    1.0 if condition.status.value == status else 0.0
+                )
+
+    def forget(self, namespace: str, monitor: str) -> None:
+        """Drop every series of a deleted monitor."""
+        key = (namespace, monitor)
+        for series in self._drift_series.pop(key, set()):
+            self.drift_score.remove(namespace, monitor, *series)
+        for signal in self._signals.pop(key, set()):
+            self.drift_max.remove(namespace, monitor, signal)
+        for kind in self._conditions.pop(key, set()):
+            for status in _STATUSES:
+                self.condition.remove(namespace, monitor, kind, status)
+        for gauge in (self.queries_per_evaluation, self.last_evaluation):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, monitor)
+        for outcome in list(self.evaluations._metrics):  # no public API lists children
+            if outcome[:2] == key:
+                self.evaluations.remove(*outcome)

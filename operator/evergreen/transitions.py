@@ -1,0 +1,74 @@
+"""Kubernetes Events for condition transitions: one Event per change, never one per evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from evergreen.api.status import Condition, ConditionStatus, ConditionType
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An Event to post about the ModelMonitor."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+#: condition type -> (reason when it becomes True, reason when it returns to False)
+_SIGNALS: dict[str, tuple[str, str]] = {
+    ConditionType.DRIFTING: ("DriftDetected", "DriftResolved"),
+    ConditionType.PREDICTION_DRIFTING: ("PredictionDriftDetected", "PredictionDriftResolved"),
+    ConditionType.DATA_QUALITY_DEGRADED: ("DataQualityDegraded", "DataQualityRestored"),
+    ConditionType.KPI_BREACHED: ("KPIBreached", "KPIRecovered"),
+}
+
+
+def transition_events(previous: Sequence[Condition], current: Sequence[Condition]) -> list[EventRecord]:
+    """Events for every condition whose status (or, for failures, reason) changed."""
+    before = {c.type: c for c in previous}
+    events: list[EventRecord] = []
+    for condition in current:
+        old = before.get(condition.type)
+        old_status = old.status if old is not None else None
+        status = condition.status
+        if condition.type in _SIGNALS:
+            raised, cleared = _SIGNALS[condition.type]
+            if status is ConditionStatus.TRUE and old_status is not ConditionStatus.TRUE:
+                events.append(EventRecord(EventType.WARNING, raised, condition.message))
+            elif status is ConditionStatus.FALSE and old_status is ConditionStatus.TRUE:
+                events.append(EventRecord(EventType.NORMAL, cleared, condition.message))
+        elif condition.type == ConditionType.METRICS_AVAILABLE:
+            if status is ConditionStatus.FALSE and (
+                old is None or old.status is not ConditionStatus.FALSE or old.reason != condition.reason
+            ):
+                reason = (
+                    "PrometheusUnavailable"
+                    if condition.reason == "PrometheusUnavailable"
+                    else "MetricsMissing"
+                )
+                events.append(EventRecord(EventType.WARNING, reason, condition.message))
+            elif status is ConditionStatus.TRUE and old_status is ConditionStatus.FALSE:
+                events.append(EventRecord(EventType.NORMAL, "MetricsRestored", condition.message))
+        elif condition.type == ConditionType.READY:
+            failing = condition.reason in (
+                "InvalidSpec",
+                "InvalidQuery",
+                "UnusableMetrics",
+                "MissingReference",
+                "InternalError",
+            )
+            changed = old is None or old.status != status or old.message != condition.message
+            if status is ConditionStatus.FALSE and failing and changed:
+                events.append(EventRecord(EventType.WARNING, condition.reason, condition.message))
+            elif status is ConditionStatus.TRUE and old_status is not ConditionStatus.TRUE:
+                events.append(EventRecord(EventType.NORMAL, "MonitorReady", condition.message))
+    return events

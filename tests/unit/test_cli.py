@@ -1,0 +1,45 @@
+"""The command line: the README's demo works and evaluates exactly the documented example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evergreen.cli import bundled_recording, main
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_bundled_recording_is_the_documented_example() -> None:
+    example = yaml.safe_load((ROOT / "examples" / "fraud-detector.yaml").read_text())
+    assert bundled_recording().monitor == example, "re-record with `make recording`"
+
+
+def test_demo_reports_each_incident(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    sections = out.split("=== ")[1:]
+    assert len(sections) == 5
+    healthy, drifting, unit_change, segment_break, kpi_drop = sections
+    assert "Drifting             False   WithinThresholds" in healthy
+    assert "DriftCritical       amount" in drifting
+    assert "temperature_c [segment=" in unit_change
+    assert "session_length [segment=firefox-beta]" in segment_break
+    assert "KPIBreached          True    KPIOutOfBounds" in kpi_drop
+
+
+def test_crd_check_detects_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crd", "--check", str(ROOT / "crds" / "modelmonitors.yaml")]) == 0
+    stale = tmp_path / "crd.yaml"
+    stale.write_text("old")
+    assert main(["crd", "--check", str(stale)]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_invalid_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("kind: ModelMonitor\nspec: {model: m, interval: soon, kpis: []}\n")
+    assert main(["evaluate", "-f", str(manifest), "--prometheus", "http://127.0.0.1:9"]) == 2
+    assert "spec.interval" in capsys.readouterr().err
