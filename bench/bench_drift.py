@@ -177,7 +177,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", help="also write the report (and this command) to this file")
     args = parser.parse_args()
+    if not 1 <= args.loop_monitors <= args.monitors:
+        parser.error("--loop-monitors must be between 1 and --monitors")
 
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(args.seed)
     clock = Clock()
     loop_clock = Clock()
@@ -236,6 +239,8 @@ def main() -> None:
         f"monitors {args.monitors} x features {args.features} x segments {args.segments} "
         f"x buckets {args.buckets} (+ a whole-population series per feature)",
         f"series per round {series:,} ; bucket samples parsed {samples:,} (both windows)",
+        f"1-minute load average at start / end: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
+        "(other processes on the 2 cores slow every figure down)",
         "",
         "Vectorised, per monitor as the operator runs it (CPU s / wall s, summed over the round):",
     ]

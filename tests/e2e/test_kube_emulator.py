@@ -538,10 +538,14 @@ def test_request_log_stays_bounded_and_throughput_does_not_degrade(
         response.read()
         return response.status
 
-    def gets_per_second(count: int = 300) -> float:
-        started = time.perf_counter()
-        assert {send("GET", f"{collection}/probe") for _ in range(count)} == {200}
-        return count / (time.perf_counter() - started)
+    def gets_per_second() -> float:
+        # The best of a few bursts: other load on the machine only ever makes a burst slower.
+        rates = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert {send("GET", f"{collection}/probe") for _ in range(100)} == {200}
+            rates.append(100 / (time.perf_counter() - started))
+        return max(rates)
 
     send("POST", collection, {"metadata": {"name": "probe"}})
     early = gets_per_second()
@@ -556,7 +560,7 @@ def test_request_log_stays_bounded_and_throughput_does_not_degrade(
     print(f"GET throughput: {early:.0f}/s early, {late:.0f}/s after 3,000 more requests")
     assert server.emulator.requests_served > 3_000
     assert len(server.emulator._requests) <= server.emulator.request_log_size
-    assert late > early / 2, f"{early:.0f}/s early, {late:.0f}/s after 3,000 requests"
+    assert late > early / 3, f"{early:.0f}/s early, {late:.0f}/s after 3,000 requests"
 
 
 # --- 10. patch types ---------------------------------------------------------------------------
@@ -628,11 +632,12 @@ def test_discovery_serves_declared_and_api_created_custom_resources(
     resources = discover(f"/apis/{GROUP}/{VERSION}")["resources"]
     crd_status = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
     assert crd_status is not None
-    assert {(r["name"], r["kind"], r["namespaced"]) for r in resources} == {
-        (PLURAL, KIND, True),
-        (f"{PLURAL}/status", KIND, True),
+    assert {(r["name"], r["kind"], r["namespaced"], tuple(r["shortNames"])) for r in resources} == {
+        (PLURAL, KIND, True, ("mm",)),
+        (f"{PLURAL}/status", KIND, True, ()),
     }
     assert ("Established", "True") in {(c.type, c.status) for c in crd_status.conditions or []}
+    assert discover("/api/v1")["groupVersion"] == "v1"  # what kubectl needs to find core kinds
 
     widgets = server.declare_custom_resource("example.com", "v1", "widgets", "Widget", namespaced=False)
     custom.create_cluster_custom_object("example.com", "v1", "widgets", {"metadata": {"name": "w"}})

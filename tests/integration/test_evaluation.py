@@ -84,8 +84,7 @@ def test_gradual_drift_grows_and_is_confined_to_its_feature(source: PrometheusSo
     start, end = SHOWCASE_TIMES["drift_start"], SHOWCASE_TIMES["drift_end"]
     spec = example_spec()
     scores = [
-        score(run(spec, source, at).drift, "amount", "*")
-        for at in (start + 6 * HOUR, start + 18 * HOUR, end)
+        score(run(spec, source, at).drift, "amount", "*") for at in (start + 6 * HOUR, start + 18 * HOUR, end)
     ]
     assert scores[0] < scores[1] < scores[2]
     evaluation = run(spec, source, end)
@@ -121,7 +120,7 @@ def test_break_in_a_segment_with_a_tenth_of_a_percent_of_traffic_is_seen(source:
     others = {key for key in flags if key[0] == "session_length"}
     assert others == {broken}
     # A condition message would name it first among session_length series.
-    top_session = [r for r in evaluation.drift.judged() if r.feature == "session_length"][0]
+    top_session = next(r for r in evaluation.drift.judged() if r.feature == "session_length")
     assert (top_session.feature, top_session.segment) == broken
 
 
@@ -153,8 +152,13 @@ def test_empty_family_is_no_data_never_zero(source: PrometheusSource) -> None:
 
 def test_no_traffic_in_the_window_is_no_data(source: PrometheusSource) -> None:
     # Before the first sample + window, there is no current traffic for any series.
-    spec = example_spec(drift={"histogram": "model_feature_value", "segmentBy": ["segment"],
-                               "baseline": {"offset": "1h", "window": "1h"}})
+    spec = example_spec(
+        drift={
+            "histogram": "model_feature_value",
+            "segmentBy": ["segment"],
+            "baseline": {"offset": "1h", "window": "1h"},
+        }
+    )
     before_history = SHOWCASE_TIMES["healthy"] - timedelta(days=30)
     evaluation = run(spec, source, before_history)
     assert evaluation.drift is None

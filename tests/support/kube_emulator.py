@@ -31,9 +31,12 @@ Known gaps (a real cluster still differs): no schema validation, defaulting, RBA
 or controllers (Jobs never run, Deployments get no pods); strategic merge patch is a plain
 merge patch (lists are replaced, ``$patch`` directives are not understood); server-side apply
 is a merge patch that creates missing objects (no field ownership, no conflicts); foreground
-deletion behaves as background; only the ``status`` subresource is served (not ``scale``,
-``log``, ``exec``, ``eviction``, ``finalize``); namespaces need not exist for objects in
-them; paginated lists are not a consistent snapshot; no periodic watch bookmarks.
+deletion behaves as background; a namespace is deleted at once, after its objects were asked
+to go; only the ``status`` subresource is served (not ``scale``, ``log``, ``exec``,
+``eviction``, ``finalize``); objects may live in namespaces that do not exist; paginated lists
+are not a consistent snapshot; no periodic watch bookmarks; bodies must be JSON (or YAML for
+apply): kubectl's protobuf writes of built-in kinds get 415, and there is no OpenAPI document
+(``kubectl apply`` needs ``--validate=false``).
 """
 
 from __future__ import annotations
@@ -674,6 +677,17 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def _addresses_objects(request: rendering.Request) -> bool:
         return request.resource is not None and request.resource.plural is not None
 
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        # kmock names the core group version "/v1" (kubectl then finds no core resources) and
+        # lists subresources as copies of their resource, short names included (ambiguous).
+        listing = await super()._serve_version(request)
+        assert isinstance(listing, dict)  # an APIResourceList
+        listing["groupVersion"] = listing["groupVersion"].removeprefix("/")
+        for entry in listing["resources"]:
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return listing
+
     def _get_resources(self) -> list[kmock.resource]:
         # Only declared resources are discoverable (the stock emulator adds those of objects).
         return list(kmock.KubernetesScaffold._get_resources(self))
@@ -743,6 +757,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     @staticmethod
     def _body(request: rendering.Request) -> Any:
         if request.body and request.data is None:
+            if "protobuf" in _content_type(request) or "cbor" in _content_type(request):
+                raise ApiRejection(415, "UnsupportedMediaType", "only JSON and YAML bodies are emulated")
             raise _bad_request("the body of the request is neither JSON nor YAML")
         return request.data
 

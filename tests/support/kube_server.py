@@ -6,9 +6,12 @@ official ``kubernetes`` client, kubectl and a kopf operator (itself in another t
 :class:`OperatorThread`) all talk to it as to a real API server::
 
     with KubeServer() as server:
-        server.declare_custom_resource('evergreen.dev', 'v1alpha1', 'modelmonitors', 'ModelMonitor')
+        server.declare_custom_resource("evergreen.dev", "v1alpha1", "modelmonitors", "ModelMonitor")
         with server.api_client() as api, OperatorThread(server, registry=registry, clusterwide=True):
             kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(...)
+
+A fresh server has the namespaces of a fresh cluster (``default``, ``kube-system``, ...); an
+operator restricted to other namespaces needs them created first, as on a real cluster.
 """
 
 from __future__ import annotations
@@ -99,10 +102,12 @@ class KubeServer:
         """End all watch streams, stop serving and join the thread."""
         if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(self._timeout)
-        self._thread = None
-        self._url = None
+        thread, self._thread, self._url = self._thread, None, None
+        if thread is not None:
+            thread.join(self._timeout)
+            if thread.is_alive():
+                raise ClusterError("the Kubernetes API emulator did not stop in time")
+        self._loop = None
 
     def call(self, fn: Callable[[KubeEmulator], T]) -> T:
         """Run ``fn(emulator)`` on the emulator's event loop (state is not thread-safe)."""

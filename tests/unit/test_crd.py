@@ -88,7 +88,7 @@ def test_example_is_accepted() -> None:
 
 def _set(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     changed = copy.deepcopy(document)
-    node = changed
+    node: Any = changed
     parts = path.split(".")
     for part in parts[:-1]:
         node = node[int(part)] if part.isdigit() else node[part]

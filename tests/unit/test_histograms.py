@@ -164,7 +164,7 @@ def test_unusable_le_raises_naming_it(le: str) -> None:
 
 
 def test_unparsable_value_raises_naming_it() -> None:
-    with pytest.raises(AnalysisError, match="'lots'"):
+    with pytest.raises(AnalysisError, match=r"'lots' of .*'segment': 's'"):
         parse(family({("x", "s"): [("+Inf", "lots")]}))
 
 
@@ -341,3 +341,15 @@ def test_dropping_a_bound_from_one_window_equals_dropping_it_from_both(
         assert drift_scores(method, one_sided).score == pytest.approx(
             drift_scores(method, both).score, nan_ok=True, rel=1e-9, abs=1e-12
         ), method
+
+
+def test_many_segment_labels_with_a_huge_label_space() -> None:
+    # 20 labels x 9 values each: more combinations than an int64 code can hold.
+    names = [f"l{i:02d}" for i in range(20)]
+    samples: list[Sample] = [
+        ({"feature": "x", "le": "+Inf", **{name: str(row) for name in names}}, row) for row in range(9)
+    ]
+    parsed = HistogramSet.from_samples(samples, feature_label="feature", segment_labels=names)
+    assert len(parsed) == 9
+    assert parsed.keys[3] == SeriesKey("x", tuple((name, "3") for name in names))
+    assert parsed.cumulative[:, 0].tolist() == list(range(9))

@@ -101,3 +101,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "prometheus.caConfigMap is set but prometheus.url is plain http://: use https://" }}
 {{- end }}
 {{- end }}
+
+{{/*
+One alerting rule. Takes a dict: root (the top context), alert (its values: for, severity),
+name, expr, summary, description, and optionally labels (fixed labels of this alert). Prometheus templates in summary/description ({{ $labels.x }})
+are passed through untouched.
+*/}}
+{{- define "evergreen.alertRule" -}}
+- alert: {{ .name }}
+  expr: |-
+    {{- .expr | trim | nindent 4 }}
+  for: {{ .alert.for }}
+  labels:
+    severity: {{ .alert.severity | quote }}
+    {{- range $key, $value := .labels }}
+    {{ $key }}: {{ $value | quote }}
+    {{- end }}
+    {{- range $key, $value := .root.Values.prometheusRule.alertLabels }}
+    {{ $key }}: {{ $value | quote }}
+    {{- end }}
+  annotations:
+    summary: {{ .summary | quote }}
+    description: {{ .description | quote }}
+    {{- with .root.Values.prometheusRule.runbookBaseUrl }}
+    runbook_url: {{ printf "%s/%s" (trimSuffix "/" .) $.name | quote }}
+    {{- end }}
+{{- end }}

@@ -65,11 +65,14 @@ def align(baseline: HistogramSet, current: HistogramSet) -> AlignedHistograms:
     the previous known bound in both windows (from 0 before the first). A running maximum
     along the bounds repairs non-monotonic cumulative counts and negative counts become 0.
     """
-    keys = tuple(sorted(set(baseline.keys) | set(current.keys)))
+    # Usually both windows hold the same series: then the union is either window's keys.
+    if baseline.keys == current.keys:
+        keys = baseline.keys
+    else:
+        keys = tuple(sorted(set(baseline.keys) | set(current.keys)))
     bounds = np.union1d(baseline.upper_bounds, current.upper_bounds)
-    row_of = {key: row for row, key in enumerate(keys)}
-    baseline_cumulative = _spread(baseline, row_of, bounds)
-    current_cumulative = _spread(current, row_of, bounds)
+    baseline_cumulative = _spread(baseline, keys, bounds)
+    current_cumulative = _spread(current, keys, bounds)
 
     known = ~np.isnan(baseline_cumulative) & ~np.isnan(current_cumulative)
     baseline_cumulative = _repaired(baseline_cumulative, known)
@@ -85,14 +88,17 @@ def align(baseline: HistogramSet, current: HistogramSet) -> AlignedHistograms:
     )
 
 
-def _spread(histograms: HistogramSet, row_of: dict[SeriesKey, int], bounds: FloatArray) -> FloatArray:
+def _spread(histograms: HistogramSet, keys: tuple[SeriesKey, ...], bounds: FloatArray) -> FloatArray:
     """The window's cumulative counts on the union rows and bounds.
 
     Rows of series the window lacks are zero at every bound (it saw no traffic there); other
     cells the window lacks are NaN (the bound is unknown to it).
     """
-    spread = np.zeros((len(row_of), bounds.size))
-    rows = np.fromiter((row_of[key] for key in histograms.keys), dtype=np.intp, count=len(histograms.keys))
+    if histograms.keys == keys and histograms.upper_bounds.size == bounds.size:
+        return np.array(histograms.cumulative)
+    spread = np.zeros((len(keys), bounds.size))
+    row_of = {key: row for row, key in enumerate(keys)}
+    rows = np.fromiter(map(row_of.__getitem__, histograms.keys), dtype=np.intp, count=len(histograms.keys))
     columns = np.searchsorted(bounds, histograms.upper_bounds)
     spread[rows] = np.nan
     spread[np.ix_(rows, columns)] = histograms.cumulative

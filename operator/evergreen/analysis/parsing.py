@@ -54,7 +54,7 @@ def parse_buckets(
     _check_label_names(feature_label, segments)
     rows = samples if isinstance(samples, list) else list(samples)
     labels = [row[0] for row in rows]
-    values = _parse_values([row[1] for row in rows])
+    values = _parse_values([row[1] for row in rows], labels)
 
     bound_codes, bound_texts = _encode(labels, BOUND_LABEL, None)
     bound_of_code = np.array([_parse_bound(text) for text in bound_texts], dtype=np.float64)
@@ -159,12 +159,13 @@ def _parse_bound(text: str | None) -> float:
     return bound
 
 
-def _parse_values(raw: list[float | str]) -> FloatArray:
+def _parse_values(raw: list[float | str], labels: list[Mapping[str, str]]) -> FloatArray:
+    """Sample values as floats; NaN for non-finite ones (an unknown count)."""
     try:
         values = np.array(raw, dtype=np.float64)
     except (TypeError, ValueError):
-        bad = next(value for value in raw if not _is_number(value))
-        raise AnalysisError(f"sample value {bad!r} is not a number") from None
+        bad = next(i for i, value in enumerate(raw) if not _is_number(value))
+        raise AnalysisError(f"sample value {raw[bad]!r} of {dict(labels[bad])} is not a number") from None
     values[~np.isfinite(values)] = np.nan
     return values
 

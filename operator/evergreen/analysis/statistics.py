@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from evergreen.analysis.series import BoolArray, FloatArray, IntArray
 from evergreen.errors import AnalysisError
@@ -154,7 +154,8 @@ class WindowPair:
         balanced_v = np.sqrt(np.clip(np.sum(per_share, axis=1) / 2, 0.0, 1.0))
         dof = np.maximum(np.count_nonzero(used, axis=1) - 1, 0)
         # chi2 with 0 degrees of freedom is undefined; such a table shows no difference.
-        p_value = np.where(dof > 0, stats.chi2.sf(statistic, np.maximum(dof, 1)), 1.0)
+        # chdtrc(dof, x) is chi2.sf(x, dof) as a plain ufunc, without scipy.stats' per-call overhead.
+        p_value = np.where(dof > 0, special.chdtrc(np.maximum(dof, 1), statistic), 1.0)
         return ChiSquare(
             statistic=_masked(statistic, self.no_data),
             dof=dof,

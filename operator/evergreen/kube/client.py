@@ -106,6 +106,8 @@ class KubeApi:
                 PLURAL,
                 name,
                 patch,
+                # The client would send a list as a merge patch; this is a JSON patch.
+                _content_type="application/json-patch+json",
             )
         except ApiException as error:
             if error.status in (409, 422):

@@ -1,0 +1,258 @@
+"""The operator end to end: kopf against the API emulator, evaluating against a real Prometheus.
+
+Monitors use short windows over live traffic and a ConfigMap baseline computed from the
+traffic's healthy distribution, so drift appears within seconds of a shift and never
+depends on a race with a trailing baseline window.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from kubernetes.client import V1ConfigMap, V1ObjectMeta
+
+from evergreen.simulation import LiveModelTraffic, PrometheusServer
+from evergreen.simulation.catalog import FEATURES, SEGMENTS
+from evergreen.simulation.openmetrics import le_label
+from tests.e2e.conftest import NAMESPACE, Cluster, OperatorProcess, operator_settings, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
+
+
+def reference_histograms(traffic: LiveModelTraffic) -> str:
+    """Healthy bucket counts per feature and segment, as the baseline ConfigMap holds them."""
+    histograms = []
+    for feature in FEATURES:
+        for segment in SEGMENTS:
+            probabilities = traffic.feature_probabilities(feature.name, segment.name)
+            cumulative = np.cumsum(probabilities) * 100_000
+            bounds = [le_label(b) for b in feature.bounds] + ["+Inf"]
+            histograms.append(
+                {
+                    "feature": feature.name,
+                    "labels": {"segment": segment.name},
+                    "buckets": dict(zip(bounds, cumulative.tolist(), strict=True)),
+                }
+            )
+    return json.dumps({"histograms": histograms})
+
+
+def monitor_spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": "fraud-detector",
+        "interval": "2s",
+        "drift": {
+            "histogram": "model_feature_value",
+            "segmentBy": ["segment"],
+            "baseline": {"configMap": {"name": "training-histograms", "key": "baseline.json"}},
+            "window": "10s",
+            "minSamples": 50,
+        },
+        "kpis": [
+            {
+                "name": "precision",
+                "query": 'sum(increase(model_label_outcomes_total{model="{{model}}",outcome="tp"}[10s]))'
+                ' / sum(increase(model_label_outcomes_total{model="{{model}}",outcome=~"tp|fp"}[10s]))',
+                "min": 0.85,
+            }
+        ],
+    }
+    spec.update(changes)
+    return spec
+
+
+def create_baseline(cluster: Cluster, traffic: LiveModelTraffic) -> None:
+    """The ConfigMap of reference histograms the monitors' drift baseline names."""
+    cluster.core.create_namespaced_config_map(
+        NAMESPACE,
+        V1ConfigMap(
+            metadata=V1ObjectMeta(name="training-histograms"),
+            data={"baseline.json": reference_histograms(traffic)},
+        ),
+    )
+
+
+@pytest.fixture
+def baseline(cluster: Cluster, traffic: LiveModelTraffic) -> None:
+    create_baseline(cluster, traffic)
+
+
+def ready(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    condition = cluster.condition(name, "Ready")
+    return condition if condition and condition["status"] == "True" else None
+
+
+def evaluated_at(cluster: Cluster, name: str) -> datetime | None:
+    evaluation = cluster.monitor(name).get("status", {}).get("lastEvaluation")
+    return datetime.fromisoformat(evaluation["time"]) if evaluation else None
+
+
+@pytest.mark.usefixtures("baseline")
+def test_monitor_reports_drift_per_segment_with_events(
+    cluster: Cluster, live_prometheus: PrometheusServer, traffic: LiveModelTraffic
+) -> None:
+    settings = operator_settings(live_prometheus.url)
+    with OperatorProcess(cluster, settings) as operator:
+        cluster.create_monitor("fraud", monitor_spec())
+        wait_for("Ready=True", lambda: ready(cluster, "fraud"))
+        status = cluster.monitor("fraud")["status"]
+        assert status["observedGeneration"] == 1
+        drift = status["lastEvaluation"]["drift"]
+        assert drift["series"] == len(FEATURES) * (len(SEGMENTS) + 1)
+        assert drift["critical"] == 0
+        assert cluster.condition("fraud", "Drifting")["status"] == "False"  # type: ignore[index]
+        assert ("Normal", "MonitorReady") in [e[:2] for e in cluster.events("fraud")]
+
+        # A cookie breaks for the ios segment only: session_length collapses to 0 there.
+        traffic.shift_feature("session_length", segment="ios", scale=0.0, offset=0.0)
+        drifting = wait_for(
+            "Drifting=True",
+            lambda: (c := cluster.condition("fraud", "Drifting")) and c["status"] == "True" and c,
+        )
+        assert drifting["reason"] == "DriftCritical"
+        assert drifting["message"].startswith("session_length [segment=ios]")
+        top = cluster.monitor("fraud")["status"]["lastEvaluation"]["drift"]["top"][0]
+        assert (top["feature"], top["segment"], top["severity"]) == (
+            "session_length",
+            "segment=ios",
+            "Critical",
+        )
+        events = cluster.events("fraud")
+        assert next(e for e in events if e[1] == "DriftDetected")[0] == "Warning"
+
+        traffic.reset()
+        wait_for("DriftResolved", lambda: any(e[1] == "DriftResolved" for e in cluster.events("fraud")))
+        assert [e[1] for e in cluster.events("fraud")].count("DriftDetected") == 1
+
+        # The operator's own metrics show the evaluations and the monitor's conditions.
+        metrics = fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics")
+        assert 'evergreen_evaluations_total{monitor="fraud",namespace="ml",outcome="ok"}' in metrics
+        assert 'evergreen_condition{monitor="fraud",namespace="ml",status="True",type="Ready"} 1.0' in metrics
+        assert 'evergreen_queries_per_evaluation{monitor="fraud",namespace="ml"} 2.0' in metrics
+        assert "evergreen_drift_score{" in metrics
+        health = fetch(f"http://127.0.0.1:{settings.health_port}/healthz")
+        assert "reconciling" in health
+
+        cluster.custom.delete_namespaced_custom_object(
+            "evergreen.dev", "v1alpha1", NAMESPACE, "modelmonitors", "fraud"
+        )
+        wait_for(
+            "the monitor's series to be dropped",
+            lambda: 'monitor="fraud"' not in fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics"),
+        )
+        assert operator.telemetry is not None
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+@pytest.mark.usefixtures("baseline")
+def test_spec_change_is_evaluated_at_once(cluster: Cluster, live_prometheus: PrometheusServer) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("slow", monitor_spec(interval="1h"))
+        wait_for("Ready=True", lambda: ready(cluster, "slow"))
+        first = evaluated_at(cluster, "slow")
+        cluster.patch_spec("slow", {"drift": {**monitor_spec()["drift"], "method": "jensenshannon"}})
+        status = wait_for(
+            "generation 2 observed",
+            lambda: (s := cluster.monitor("slow").get("status", {})).get("observedGeneration") == 2 and s,
+        )
+        assert status["lastEvaluation"]["drift"]["method"] == "jensenshannon"
+        assert evaluated_at(cluster, "slow") != first  # re-evaluated although the interval is 1h
+        ready_condition = cluster.condition("slow", "Ready")
+        assert ready_condition is not None and ready_condition["observedGeneration"] == 2
+
+
+@pytest.mark.usefixtures("baseline")
+def test_a_broken_monitor_does_not_disturb_another(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("good", monitor_spec())
+        bad_kpi = {"name": "precision", "query": "sum(rate(model_label_outcomes_total[1m]) by", "min": 0.9}
+        cluster.create_monitor("bad-query", monitor_spec(kpis=[bad_kpi]))
+        # The emulator does not validate schemas: the operator must catch this itself.
+        cluster.create_monitor("bad-spec", monitor_spec(interval="every minute"))
+
+        rejected = wait_for(
+            "Ready=False on bad-query",
+            lambda: (c := cluster.condition("bad-query", "Ready")) and c["status"] == "False" and c,
+        )
+        assert rejected["reason"] == "InvalidQuery"
+        assert "spec.kpis[0].query" in rejected["message"]
+        # Its drift still evaluated: only the broken signal failed.
+        assert cluster.condition("bad-query", "Drifting")["status"] == "False"  # type: ignore[index]
+        assert ("Warning", "InvalidQuery") in [e[:2] for e in cluster.events("bad-query")]
+
+        invalid = wait_for(
+            "Ready=False on bad-spec",
+            lambda: (c := cluster.condition("bad-spec", "Ready")) and c["status"] == "False" and c,
+        )
+        assert invalid["reason"] == "InvalidSpec"
+        assert invalid["message"].startswith("spec.interval:")
+
+        wait_for("good to be Ready", lambda: ready(cluster, "good"))
+        first = evaluated_at(cluster, "good")
+        wait_for("good to keep evaluating", lambda: evaluated_at(cluster, "good") != first)
+
+        cluster.patch_spec("bad-spec", {"interval": "2s"})
+        wait_for("bad-spec to recover once fixed", lambda: ready(cluster, "bad-spec"))
+
+
+@pytest.mark.usefixtures("baseline")
+def test_prometheus_outage_and_recovery(
+    cluster: Cluster, traffic: LiveModelTraffic, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with PrometheusServer.empty(
+        tmp_path_factory.mktemp("outage"), scrape_targets=[traffic.target]
+    ) as prometheus:
+        wait_for("a first scrape", lambda: prometheus.query("model_predictions_total"), timeout=30)
+        with OperatorProcess(cluster, operator_settings(prometheus.url)):
+            cluster.create_monitor("fraud", monitor_spec())
+            wait_for("Ready=True", lambda: ready(cluster, "fraud"))
+            before = cluster.monitor("fraud")["status"]["lastEvaluation"]
+
+            prometheus.stop()
+            down = wait_for(
+                "MetricsAvailable=False",
+                lambda: (
+                    (c := cluster.condition("fraud", "MetricsAvailable")) and c["status"] == "False" and c
+                ),
+            )
+            assert down["reason"] == "PrometheusUnavailable"
+            assert "cannot reach Prometheus" in down["message"]
+            assert cluster.condition("fraud", "Ready")["reason"] == "PrometheusUnavailable"  # type: ignore[index]
+            # The last good evaluation is kept, never replaced by zeros.
+            assert cluster.monitor("fraud")["status"]["lastEvaluation"]["time"] >= before["time"]
+            assert (
+                cluster.monitor("fraud")["status"]["lastEvaluation"]["drift"]["series"]
+                == before["drift"]["series"]
+            )
+            assert ("Warning", "PrometheusUnavailable") in [e[:2] for e in cluster.events("fraud")]
+
+            prometheus.start()
+            wait_for("recovery", lambda: ready(cluster, "fraud"), timeout=30)
+            assert cluster.condition("fraud", "MetricsAvailable")["status"] == "True"  # type: ignore[index]
+            assert ("Normal", "MetricsRestored") in [e[:2] for e in cluster.events("fraud")]
+
+
+def test_missing_reference_is_reported_and_retried(
+    cluster: Cluster, live_prometheus: PrometheusServer, traffic: LiveModelTraffic
+) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", monitor_spec())
+        missing = wait_for(
+            "Ready=False MissingReference",
+            lambda: (c := cluster.condition("fraud", "Ready")) and c["reason"] == "MissingReference" and c,
+        )
+        assert "ConfigMap ml/training-histograms does not exist" in missing["message"]
+        assert missing["message"].startswith("spec.drift.baseline.configMap")
+        create_baseline(cluster, traffic)
+        wait_for("Ready once the ConfigMap exists", lambda: ready(cluster, "fraud"))
