@@ -36,9 +36,10 @@ lint: $(BIN)/evergreen
 typecheck: $(BIN)/evergreen
 	$(BIN)/mypy
 
-## crds: regenerate the CRD manifests from the pydantic models
+## crds: regenerate the CRD manifests and the field reference from the pydantic models
 crds: $(BIN)/evergreen
 	$(BIN)/evergreen crd -o crds/modelmonitors.yaml -o charts/evergreen/crds/modelmonitors.yaml
+	$(BIN)/evergreen reference -o docs/modelmonitor.md
 
 ## recording: re-record the demo's bundled scenario (needs prometheus and promtool)
 recording: $(BIN)/evergreen prometheus

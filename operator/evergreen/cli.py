@@ -223,6 +223,22 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from evergreen.api.reference import render_reference
+
+    text = render_reference()
+    if args.check:
+        if not args.check.exists() or args.check.read_text() != text:
+            print(f"{args.check} is stale: regenerate with `evergreen reference -o {args.check}`", file=sys.stderr)
+            return 1
+        return 0
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from evergreen.controller.runner import run_operator
     from evergreen.controller.settings import OperatorSettings
@@ -356,6 +372,11 @@ def parser() -> argparse.ArgumentParser:
     crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")
     crd.add_argument("--check", type=Path, action="append", help="fail if this file is not current")
     crd.set_defaults(handler=cmd_crd)
+
+    reference = commands.add_parser("reference", help="print, write or check the field reference (Markdown)")
+    reference.add_argument("-o", "--output", type=Path, help="write to this file")
+    reference.add_argument("--check", type=Path, help="fail if this file is not current")
+    reference.set_defaults(handler=cmd_reference)
     return root
 
 

@@ -1,7 +1,7 @@
 """Tests of the Helm chart, and the helpers they share to render it with the real helm binary.
 
-Renders are memoised per values (``helm template`` takes ~0.2 s, mostly start-up): every test gets its own deep
-copy, so a test may change what it was given.
+Renders are memoised per values (``helm template`` takes ~0.2 s, mostly start-up): every test
+gets its own deep copy, so a test may change what it was given.
 """
 
 from __future__ import annotations

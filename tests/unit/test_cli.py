@@ -43,3 +43,7 @@ def test_invalid_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     manifest.write_text("kind: ModelMonitor\nspec: {model: m, interval: soon, kpis: []}\n")
     assert main(["evaluate", "-f", str(manifest), "--prometheus", "http://127.0.0.1:9"]) == 2
     assert "spec.interval" in capsys.readouterr().err
+
+
+def test_field_reference_is_current() -> None:
+    assert main(["reference", "--check", str(ROOT / "docs" / "modelmonitor.md")]) == 0, "run `make crds`"

@@ -51,10 +51,14 @@ class Attempt:
 
 
 def is_due(status: ModelMonitorStatus, generation: int | None, now: datetime) -> bool:
-    """A new spec is evaluated at once; otherwise when the scheduled time has come."""
+    """A new spec is evaluated at once; otherwise when the scheduled time has come.
+
+    No scheduled time after the current generation was seen means the spec itself is invalid:
+    nothing changes until the spec does, so re-reading it on every tick would only load the API.
+    """
     if status.observed_generation != generation:
         return True
-    return status.next_evaluation_time is None or now >= status.next_evaluation_time
+    return status.next_evaluation_time is not None and now >= status.next_evaluation_time
 
 
 class MonitorReconciler:
