@@ -229,7 +229,10 @@ def cmd_reference(args: argparse.Namespace) -> int:
     text = render_reference()
     if args.check:
         if not args.check.exists() or args.check.read_text() != text:
-            print(f"{args.check} is stale: regenerate with `evergreen reference -o {args.check}`", file=sys.stderr)
+            print(
+                f"{args.check} is stale: regenerate with `evergreen reference -o {args.check}`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if args.output:
