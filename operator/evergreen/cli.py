@@ -205,6 +205,43 @@ def _steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
     return times
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from evergreen import backtest
+
+    if args.recording is not None:
+        recording = Recording.load(args.recording)
+        manifest = load_manifest(args.file) if args.file else dict(recording.monitor)
+        spec = parse_spec(manifest.get("spec") or {})
+        steps = asyncio.run(
+            backtest.replay(
+                spec,
+                RecordedSource(recording),
+                recording.times,
+                namespace=_namespace(manifest, args.namespace),
+            )
+        )
+        print(backtest.render(steps, every=args.every))
+        return 0
+    if args.file is None:
+        raise SystemExit("pass the ModelMonitor manifest with -f (or a --recording that holds one)")
+    manifest = load_manifest(args.file)
+    spec = parse_spec(manifest.get("spec") or {})
+    start, end = _parse_time(args.start), _parse_time(args.end)
+    step = parse_duration(args.step) if args.step else parse_duration(spec.interval)
+    with _scenario_prometheus(args.scenario) as url:
+        steps = asyncio.run(
+            backtest.replay(
+                spec,
+                _source(args, spec, url),
+                _steps(start, end, step),
+                namespace=_namespace(manifest, args.namespace),
+                references=_references(spec, args.baseline_file),
+            )
+        )
+    print(backtest.render(steps, every=args.every))
+    return 0
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from evergreen.api.crd import render_crd_yaml
 
@@ -337,8 +374,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--top", type=int, default=8)
     demo.set_defaults(handler=cmd_demo)
 
-    def source_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("-f", "--file", type=Path, required=True, help="ModelMonitor manifest")
+    def source_options(command: argparse.ArgumentParser, *, manifest_required: bool = True) -> None:
+        command.add_argument(
+            "-f", "--file", type=Path, required=manifest_required, help="ModelMonitor manifest"
+        )
         where = command.add_mutually_exclusive_group()
         where.add_argument("--prometheus", default=None, help="Prometheus URL (default: spec.prometheus.url)")
         where.add_argument(
@@ -370,6 +409,19 @@ def parser() -> argparse.ArgumentParser:
     record.add_argument("--description", default="")
     record.add_argument("-o", "--output", type=Path, required=True)
     record.set_defaults(handler=cmd_record)
+
+    backtest = commands.add_parser(
+        "backtest", help="replay the decision engine over history and print its decisions"
+    )
+    source_options(backtest, manifest_required=False)
+    backtest.add_argument(
+        "--recording", type=Path, default=None, help="replay a file from `evergreen record`"
+    )
+    backtest.add_argument("--start", default="now")
+    backtest.add_argument("--end", default="now")
+    backtest.add_argument("--step", default=None, help="default: spec.interval")
+    backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.set_defaults(handler=cmd_backtest)
 
     crd = commands.add_parser("crd", help="print, write or check the CRD manifest")
     crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")

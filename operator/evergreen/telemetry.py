@@ -13,6 +13,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from evergreen.api.decisions import Action, Decision
 from evergreen.api.status import Condition, ConditionStatus, SeriesDrift
 
 _STATUSES = [s.value for s in ConditionStatus]
@@ -78,6 +79,18 @@ class Telemetry:
             ["namespace", "monitor"],
             registry=r,
         )
+        self.decisions = Counter(
+            "evergreen_decisions",
+            "Decisions taken (counted when a monitor's decision changes), by action and reason.",
+            ["namespace", "monitor", "action", "reason"],
+            registry=r,
+        )
+        self.decision = Gauge(
+            "evergreen_decision",
+            "1 for each monitor's current decision action, 0 for the others.",
+            ["namespace", "monitor", "action"],
+            registry=r,
+        )
         self.events = Counter(
             "evergreen_events",
             "Kubernetes Events posted, by reason.",
@@ -87,6 +100,7 @@ class Telemetry:
         self._drift_series: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
         self._signals: dict[tuple[str, str], set[str]] = {}
         self._conditions: dict[tuple[str, str], set[str]] = {}
+        self._decided: set[tuple[str, str]] = set()
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``address:port`` from a background thread."""
@@ -134,6 +148,15 @@ class Telemetry:
                     1.0 if condition.status.value == status else 0.0
                 )
 
+    def record_decision(self, namespace: str, monitor: str, decision: Decision, changed: bool) -> None:
+        if changed:
+            self.decisions.labels(namespace, monitor, decision.action.value, decision.reason).inc()
+        for action in Action:
+            self.decision.labels(namespace, monitor, action.value).set(
+                1.0 if action is decision.action else 0.0
+            )
+        self._decided.add((namespace, monitor))
+
     def forget(self, namespace: str, monitor: str) -> None:
         """Drop every series of a deleted monitor."""
         key = (namespace, monitor)
@@ -147,6 +170,13 @@ class Telemetry:
         for gauge in (self.queries_per_evaluation, self.last_evaluation):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, monitor)
+        if key in self._decided:
+            self._decided.discard(key)
+            for action in Action:
+                self.decision.remove(namespace, monitor, action.value)
+        for labels in list(self.decisions._metrics):  # no public API lists children
+            if labels[:2] == key:
+                self.decisions.remove(*labels)
         for outcome in list(self.evaluations._metrics):  # no public API lists children
             if outcome[:2] == key:
                 self.evaluations.remove(*outcome)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from evergreen.api.decisions import Action, Decision
 from evergreen.api.status import Condition, ConditionStatus, ConditionType
 
 
@@ -72,3 +73,18 @@ def transition_events(previous: Sequence[Condition], current: Sequence[Condition
             elif status is ConditionStatus.TRUE and old_status is not ConditionStatus.TRUE:
                 events.append(EventRecord(EventType.NORMAL, "MonitorReady", condition.message))
     return events
+
+
+#: Decisions that ask someone to look (or would act) are Warnings; the rest are Normal.
+_URGENT = {Action.HOLD_FOR_DATA_QUALITY, Action.RETRAIN, Action.ESCALATE}
+
+
+def decision_events(previous: Decision | None, current: Decision | None) -> list[EventRecord]:
+    """One Event when the decision's action or reason changes; its reason is the reason code."""
+    if current is None or current.same_as(previous):
+        return []
+    if previous is None and current.action is Action.NO_ACTION:
+        return []  # a healthy first decision is not news
+    kind = EventType.WARNING if current.action in _URGENT else EventType.NORMAL
+    suffix = "" if current.enforced else " (Observe mode: decided, not acted on)"
+    return [EventRecord(kind, current.reason, f"{current.action.value}: {current.message}{suffix}")]

@@ -133,7 +133,8 @@ def test_monitor_reports_drift_per_segment_with_events(
         metrics = fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics")
         assert 'evergreen_evaluations_total{monitor="fraud",namespace="ml",outcome="ok"}' in metrics
         assert 'evergreen_condition{monitor="fraud",namespace="ml",status="True",type="Ready"} 1.0' in metrics
-        assert 'evergreen_queries_per_evaluation{monitor="fraud",namespace="ml"} 2.0' in metrics
+        # current + previous window (the baseline is a ConfigMap) + one KPI
+        assert 'evergreen_queries_per_evaluation{monitor="fraud",namespace="ml"} 3.0' in metrics
         assert "evergreen_drift_score{" in metrics
         health = fetch(f"http://127.0.0.1:{settings.health_port}/healthz")
         assert "reconciling" in health

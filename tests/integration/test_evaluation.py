@@ -67,9 +67,9 @@ def score(result: DriftResult | None, feature: str, segment: str) -> float:
 def test_healthy_traffic_reports_nothing(source: PrometheusSource) -> None:
     evaluation = run(example_spec(), source, SHOWCASE_TIMES["healthy"])
     assert evaluation.problems == ()
-    # 2 feature windows + 2 prediction windows + 1 data-quality check + 2 KPIs, for
-    # 5 features x 4 segments (+ totals): the query count does not grow with features.
-    assert evaluation.queries == 7
+    # 3 feature windows (current, previous, baseline) + 3 prediction windows + 1 data-quality
+    # check + 2 KPIs, for 5 features x 4 segments (+ totals): the count does not grow with them.
+    assert evaluation.queries == 9
     assert evaluation.drift is not None
     assert len(evaluation.drift.scores.keys) == len(FEATURES) * 5
     assert flagged(evaluation.drift) == {}

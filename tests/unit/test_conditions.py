@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from evergreen.analysis import DriftScores, SeriesKey
+from evergreen.analysis import AlignedHistograms, DriftScores, SeriesKey
 from evergreen.analysis.drift import DriftMethod
 from evergreen.api.resource import parse_spec
 from evergreen.api.status import CheckOutcome, CheckState, ConditionStatus, ConditionType
@@ -41,6 +41,16 @@ def drift(scores: list[float], samples: list[float]) -> DriftResult:
             current_total=np.array(samples, dtype=float) * 2,
             bins=np.full(n, 10),
         ),
+        AlignedHistograms(
+            keys=keys,
+            upper_bounds=np.array([1.0, np.inf]),
+            baseline=np.ones((n, 2)),
+            current=np.ones((n, 2)),
+            baseline_total=np.full(n, 2.0),
+            current_total=np.full(n, 2.0),
+            known_bounds=np.ones((n, 2), dtype=bool),
+        ),
+        np.zeros(n),
     )
 
 

@@ -370,7 +370,11 @@ def test_openmetrics_text_is_what_promtool_needs(tmp_path: Path) -> None:
     assert "" not in lines
     samples = [line for line in lines if not line.startswith("#")]
     assert len(samples) == written
-    series_count = 5 * 4 * 15 + 5 * 4 + 4 * 13 + 4 + 4
+    segments = len(scenario.segments)
+    # Per feature and segment: buckets (+Inf included), _count and _sum; missing counters;
+    # prediction buckets (10 + Inf), _count and _sum per segment; predictions; four outcomes.
+    feature_series = sum(segments * (len(f.bounds) + 3) for f in scenario.features)
+    series_count = feature_series + len(scenario.features) * segments + segments * 13 + segments + 4
     assert written == series_count * (scenario.steps + 1)
     # Each series in timestamp order, timestamps in seconds.
     last: dict[str, int] = {}
@@ -416,7 +420,7 @@ def test_live_traffic_follows_its_settings() -> None:
     healthy = live.feature_probabilities("temperature_c", "web")
     live.shift_feature("temperature_c", segment="web", scale=1.8, offset=32.0)
     shifted = live.feature_probabilities("temperature_c", "web")
-    assert shifted[-1] == pytest.approx(1 - stats.norm(69.8, 10.8).cdf(45.0))
+    assert shifted[-1] == pytest.approx(1 - stats.norm(69.8, 10.8).cdf(120.0))
     np.testing.assert_allclose(live.feature_probabilities("temperature_c", "ios"), healthy)
     live.reset()
     np.testing.assert_allclose(live.feature_probabilities("temperature_c", "web"), healthy)

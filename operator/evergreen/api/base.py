@@ -40,3 +40,9 @@ class ConfigMapKeyRef(ApiModel):
 
     name: str = Field(pattern=OBJECT_NAME_PATTERN, max_length=253, description="ConfigMap name.")
     key: str = Field(min_length=1, max_length=253, description="Key inside the ConfigMap's data.")
+
+
+class StatusModel(ApiModel):
+    """Status parts tolerate fields they do not know (written by newer or older versions)."""
+
+    model_config = ConfigDict(extra="ignore")

@@ -129,6 +129,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
         {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+        {"name": "Decision", "type": "string", "jsonPath": ".status.decision.action"},
         {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
         {
             "name": "Drift",

@@ -24,6 +24,7 @@ from evergreen.api.durations import Duration, parse_duration
 __all__ = [
     "BasicAuth",
     "DataQualityCheck",
+    "DecisionPolicy",
     "DriftBaseline",
     "DriftMethod",
     "FeatureDrift",
@@ -31,6 +32,7 @@ __all__ = [
     "Mode",
     "ModelMonitorSpec",
     "NoDataPolicy",
+    "Persistence",
     "PredictionDrift",
     "PrometheusEndpoint",
     "TlsConfig",
@@ -223,6 +225,48 @@ class Kpi(BoundedQuery):
     on_no_data: NoDataPolicy = Field(default=NoDataPolicy.HOLD, description="What a KPI without data means.")
 
 
+class Persistence(ApiModel):
+    """Act only on what held in ``needed`` of the last ``of`` evaluations."""
+
+    of: int = Field(default=3, ge=1, le=20, description="Evaluations looked back on (M).")
+    needed: int = Field(default=2, ge=1, le=20, description="How many of them must agree (N).")
+
+    @model_validator(mode="after")
+    def _needed_within_window(self) -> Self:
+        if self.needed > self.of:
+            raise ValueError("needed must not exceed of")
+        return self
+
+
+class DecisionPolicy(ApiModel):
+    """How evaluations become decisions: noise control and when people are called."""
+
+    persistence: Persistence = Field(default_factory=Persistence)
+    false_discovery_rate: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Benjamini-Hochberg level across all feature x segment series of an "
+        "evaluation: a series counts as drifted only if its homogeneity test survives it.",
+    )
+    hysteresis: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="A flagged series clears only below (1 - hysteresis) x its threshold, so a "
+        "score hovering at a threshold does not flap.",
+    )
+    upstream_features: int = Field(
+        default=3,
+        ge=2,
+        description="Features breaking in the same evaluation that mean an upstream change.",
+    )
+    escalate_hold_after: Duration | None = Field(
+        default="24h",
+        description="A data-quality hold unresolved this long escalates to a person.",
+    )
+
+
 class ModelMonitorSpec(ApiModel):
     """What to watch for one model, and how."""
 
@@ -242,6 +286,7 @@ class ModelMonitorSpec(ApiModel):
     prediction_drift: PredictionDrift | None = None
     data_quality: list[DataQualityCheck] = Field(default_factory=list, max_length=32)
     kpis: list[Kpi] = Field(default_factory=list, max_length=32)
+    policy: DecisionPolicy = Field(default_factory=DecisionPolicy)
 
     @model_validator(mode="after")
     def _sane(self) -> Self:

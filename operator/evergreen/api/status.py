@@ -10,15 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from evergreen.api.base import ApiModel
-
-
-class StatusModel(ApiModel):
-    """Status parts tolerate fields they do not know (written by newer or older versions)."""
-
-    model_config = ConfigDict(extra="ignore")
+from evergreen.api.base import StatusModel
+from evergreen.api.decisions import Assessment, Decision, DecisionRecord
 
 
 class ConditionStatus(StrEnum):
@@ -127,3 +122,10 @@ class ModelMonitorStatus(StatusModel):
     )
     last_attempt_time: datetime | None = None
     next_evaluation_time: datetime | None = None
+    decision: Decision | None = None
+    history: list[DecisionRecord] = Field(
+        default_factory=list, description="Earlier decisions, newest last (bounded)."
+    )
+    assessments: list[Assessment] = Field(
+        default_factory=list, description="The last evaluations' assessments, for persistence (bounded)."
+    )

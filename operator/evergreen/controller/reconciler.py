@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from evergreen.api.decisions import Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec, parse_status
 from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
@@ -31,10 +32,11 @@ from evergreen.controller.settings import OperatorSettings
 from evergreen.errors import ClusterError, MissingReference, SpecError
 from evergreen.kube.client import Conflict, KubeApi, ObjectRef
 from evergreen.observation.evaluate import Evaluation, ProblemKind, evaluate
+from evergreen.policy.engine import PolicyState, advance
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
 from evergreen.telemetry import Telemetry
-from evergreen.transitions import EventRecord, transition_events
+from evergreen.transitions import EventRecord, decision_events, transition_events
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,17 @@ class Attempt:
     evaluation: Evaluation | None
     next_after: timedelta | None
     queries: int = 0
+    #: The decision engine's state after this evaluation (None: nothing new to decide on).
+    policy: PolicyState | None = None
+
+
+def _informative(evaluation: Evaluation) -> bool:
+    """Whether any signal produced data (otherwise the last good evaluation is kept)."""
+    return bool(
+        evaluation.drift
+        or evaluation.prediction_drift
+        or any(outcome.value is not None for outcome in (*evaluation.data_quality, *evaluation.kpis))
+    )
 
 
 def is_due(status: ModelMonitorStatus, generation: int | None, now: datetime) -> bool:
@@ -110,7 +123,7 @@ class MonitorReconciler:
             return
 
         started = time.perf_counter()
-        attempt = await self._attempt(body, now)
+        attempt = await self._attempt(body, status, now)
         seconds = time.perf_counter() - started
 
         conditions = merge_conditions(status.conditions, attempt.drafts, now=now, generation=generation)
@@ -126,13 +139,23 @@ class MonitorReconciler:
             new_status = new_status.model_copy(
                 update={"last_evaluation": attempt.evaluation.summary(self.settings.top_series)}
             )
+        events = transition_events(status.conditions, conditions)
+        if attempt.policy is not None:
+            new_status = new_status.model_copy(
+                update={
+                    "decision": attempt.policy.decision,
+                    "history": list(attempt.policy.history),
+                    "assessments": list(attempt.policy.assessments),
+                }
+            )
+            events += decision_events(status.decision, attempt.policy.decision)
         await self.kube.replace_monitor_status(
             namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
         )
-        self._observe(namespace, name, attempt, seconds, conditions, new_status)
-        await self._post_events(body, transition_events(status.conditions, conditions))
+        self._observe(namespace, name, attempt, seconds, conditions, new_status, status.decision)
+        await self._post_events(body, events)
 
-    async def _attempt(self, body: Mapping[str, Any], now: datetime) -> Attempt:
+    async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:
         namespace = body["metadata"]["namespace"]
         retry = timedelta(seconds=self.settings.retry_seconds)
         try:
@@ -148,6 +171,9 @@ class MonitorReconciler:
             evaluation = await evaluate(
                 spec, self.sources.source(endpoint), now, namespace=namespace, references=references
             )
+            policy = None
+            if not evaluation.unavailable and _informative(evaluation):
+                policy = advance(spec, evaluation, PolicyState.from_status(status))
         except MissingReference as error:
             return Attempt(
                 "missing_reference",
@@ -178,12 +204,8 @@ class MonitorReconciler:
         )
         drafts = evaluation_drafts(spec, evaluation)
         # An evaluation where nothing had data keeps the last good summary in status.
-        informative = (
-            evaluation.drift
-            or evaluation.prediction_drift
-            or any(outcome.value is not None for outcome in (*evaluation.data_quality, *evaluation.kpis))
-        )
-        return Attempt(outcome, drafts, evaluation if informative else None, interval, evaluation.queries)
+        kept = evaluation if _informative(evaluation) else None
+        return Attempt(outcome, drafts, kept, interval, evaluation.queries, policy)
 
     async def _references(self, spec: ModelMonitorSpec, namespace: str) -> dict[str, list[Sample]]:
         """Reference histograms for drift signals whose baseline is a ConfigMap."""
@@ -209,9 +231,13 @@ class MonitorReconciler:
         seconds: float,
         conditions: Sequence[Condition],
         status: ModelMonitorStatus,
+        previous_decision: Decision | None,
     ) -> None:
         self.telemetry.record_evaluation(namespace, name, attempt.outcome, seconds, attempt.queries)
         self.telemetry.record_conditions(namespace, name, conditions)
+        if attempt.policy is not None and attempt.policy.decision is not None:
+            changed = not attempt.policy.decision.same_as(previous_decision)
+            self.telemetry.record_decision(namespace, name, attempt.policy.decision, changed)
         summary = status.last_evaluation
         if attempt.evaluation is not None and summary is not None:
             for signal, drift in (("feature", summary.drift), ("prediction", summary.prediction_drift)):

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from evergreen.analysis import HistogramSet, align, drift_scores
+import numpy as np
+
+from evergreen.analysis import AlignedHistograms, HistogramSet, SeriesKey, align, drift_scores
 from evergreen.analysis.drift import DriftScores
+from evergreen.analysis.series import FloatArray
 from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import (
     CheckOutcome,
@@ -54,11 +57,21 @@ class SignalProblem:
 
 @dataclass(frozen=True)
 class DriftResult:
-    """Drift of one histogram family, every feature × segment (and per-feature totals)."""
+    """Drift of one histogram family, every feature × segment (and per-feature totals).
+
+    ``scores`` compare the baseline with the current window; ``step`` compares the previous
+    window with the current one (NaN where either had no traffic), which tells a sudden
+    change from a gradual one.
+    """
 
     field: str
     config: HistogramDrift
     scores: DriftScores
+    aligned: AlignedHistograms
+    step: FloatArray
+
+    def step_of(self) -> dict[SeriesKey, float]:
+        return dict(zip(self.scores.keys, self.step.tolist(), strict=True))
 
     def severities(self) -> list[Severity]:
         severities = []
@@ -209,13 +222,20 @@ async def _drift(
             f"{field}.baseline", ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the baseline"
         )
     try:
-        aligned = align(
-            _histograms(baseline_samples, config, feature_label),
-            _histograms(current.samples, config, feature_label),
-        )
+        current_histograms = _histograms(current.samples, config, feature_label)
+        aligned = align(_histograms(baseline_samples, config, feature_label), current_histograms)
+        scores = drift_scores(config.method, aligned)
+        previous = by_window.get(Window.PREVIOUS)
+        step = np.full(len(scores.keys), np.nan)
+        if previous is not None and not previous.empty:
+            step_scores = drift_scores(
+                config.method, align(_histograms(previous.samples, config, feature_label), current_histograms)
+            )
+            by_key = dict(zip(step_scores.keys, step_scores.score.tolist(), strict=True))
+            step = np.array([by_key.get(key, np.nan) for key in scores.keys])
     except AnalysisError as error:
         return SignalProblem(field, ProblemKind.INVALID, str(error))
-    return DriftResult(field, config, drift_scores(config.method, aligned))
+    return DriftResult(field, config, scores, aligned, step)
 
 
 async def _check(

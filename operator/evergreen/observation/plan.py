@@ -1,8 +1,8 @@
 """The queries one evaluation issues, derived from the spec alone.
 
-One query per histogram family per window returns every feature and segment at once, so the
-cost of an evaluation does not grow with the number of features; each data-quality check and
-KPI is one query of its own.
+One query per histogram family per window (current, previous, baseline) returns every feature
+and segment at once, so the cost of an evaluation does not grow with the number of features;
+each data-quality check and KPI is one query of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from evergreen.signals.promql import histogram_increase, render_template
 
 class Window(StrEnum):
     CURRENT = "current"
+    #: The window just before the current one: a step between the two is a sudden change.
+    PREVIOUS = "previous"
     BASELINE = "baseline"
 
 
@@ -45,14 +47,25 @@ def template_variables(spec: ModelMonitorSpec, namespace: str) -> dict[str, str]
 def histogram_queries(
     field: str, drift: HistogramDrift, model: str, group_by: list[str]
 ) -> list[HistogramQuery]:
-    """The current window, and the baseline window unless the baseline is a ConfigMap."""
+    """The current and previous windows, and the baseline window unless it is a ConfigMap."""
     matchers = {**drift.match_labels, drift.model_label: model}
     queries = [
         HistogramQuery(
             field,
             Window.CURRENT,
             histogram_increase(drift.histogram, matchers=matchers, group_by=group_by, window=drift.window),
-        )
+        ),
+        HistogramQuery(
+            field,
+            Window.PREVIOUS,
+            histogram_increase(
+                drift.histogram,
+                matchers=matchers,
+                group_by=group_by,
+                window=drift.window,
+                offset=drift.window,
+            ),
+        ),
     ]
     baseline = drift.baseline
     if baseline.window is not None and baseline.offset is not None:

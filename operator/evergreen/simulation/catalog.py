@@ -59,7 +59,8 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "temperature_c",
-        (-10, 0, 5, 10, 14, 17, 20, 23, 26, 30, 35, 45),
+        # Wide enough for the same values in °F: a unit change stays measurable, not overflow.
+        (-10, -5, 0, 5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 70, 80, 90, 100, 120),
         Normal(mean=21.0, std=6.0),
         null_rate=0.002,
     ),

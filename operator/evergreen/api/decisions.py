@@ -1,0 +1,137 @@
+"""Decisions and the assessments they rest on, as they appear in status.
+
+One structure carries a decision's reason code and evidence; status, Events, logs, metrics
+and the CLI all render it, so every surface tells the same story.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from evergreen.api.base import StatusModel
+
+
+class Action(StrEnum):
+    """What the engine decided."""
+
+    #: Everything is within bounds.
+    NO_ACTION = "NoAction"
+    #: Something moved, but it is not (yet) persistent or not (yet) harmful.
+    WATCH = "Watch"
+    #: A data or pipeline break: alert, and freeze retraining and rollouts for this model.
+    HOLD_FOR_DATA_QUALITY = "HoldForDataQuality"
+    #: Real drift that matters (or a concept change): retrain, scoped to what drifted.
+    RETRAIN = "Retrain"
+    #: A person is needed.
+    ESCALATE = "Escalate"
+
+
+class BreakKind(StrEnum):
+    """Signatures of a broken data pipeline (as opposed to a changed world)."""
+
+    UNIT_CHANGE = "UnitChange"
+    COLLAPSED = "FeatureCollapsed"
+    OUT_OF_RANGE = "OutOfRange"
+    SEGMENT_BREAK = "SegmentBreak"
+    UPSTREAM_CHANGE = "UpstreamChange"
+    DATA_QUALITY = "DataQualityCheckFailed"
+
+
+class Evidence(StatusModel):
+    """One fact a decision rests on."""
+
+    signal: str = Field(description="drift, predictionDrift, step, signature, kpi or dataQuality")
+    feature: str | None = None
+    segment: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    window: str | None = None
+    detail: str = ""
+
+    def render(self) -> str:
+        where = " ".join(
+            part
+            for part in (
+                self.feature or "",
+                f"[{self.segment}]" if self.segment else "",
+            )
+            if part
+        )
+        numbers = ""
+        if self.value is not None:
+            numbers = f"{self.value:.4g}"
+            if self.threshold is not None:
+                numbers += f" vs {self.threshold:.4g}"
+        parts = [p for p in (self.signal + ":", where, numbers, self.detail) if p]
+        return " ".join(parts)
+
+
+class Finding(StatusModel):
+    """One series that moved, and how it was classified."""
+
+    feature: str
+    segment: str
+    score: float
+    threshold: float
+    samples: float
+    step: float | None = Field(default=None, description="Drift between consecutive windows.")
+    kind: BreakKind | None = Field(default=None, description="Set when it is a pipeline break.")
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.feature}|{self.segment}"
+
+
+class Assessment(StatusModel):
+    """What one evaluation showed once noise control and signatures were applied."""
+
+    time: datetime
+    breaks: list[Finding] = Field(default_factory=list, description="Pipeline breaks.")
+    drift: list[Finding] = Field(default_factory=list, description="Real drift at critical.")
+    warnings: list[Finding] = Field(default_factory=list, description="Drift at warning.")
+    sudden: list[Finding] = Field(default_factory=list, description="Step changes without a break signature.")
+    prediction_drift: list[Finding] = Field(default_factory=list)
+    kpis_breached: list[str] = Field(default_factory=list)
+    kpis_unknown: list[str] = Field(default_factory=list)
+    data_quality_breached: list[Evidence] = Field(default_factory=list)
+    drift_evaluated: bool = True
+
+    def has_breaks(self) -> bool:
+        return bool(self.breaks or self.data_quality_breached)
+
+
+class Scope(StatusModel):
+    """What a retraining should target; empty lists mean everything."""
+
+    features: list[str] = Field(default_factory=list)
+    segments: list[str] = Field(default_factory=list)
+
+
+class Decision(StatusModel):
+    """The current decision, with its reason code and evidence."""
+
+    action: Action
+    reason: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    message: str
+    evidence: list[Evidence] = Field(default_factory=list)
+    scope: Scope | None = None
+    time: datetime = Field(description="When this decision was last confirmed.")
+    since: datetime = Field(description="When this action and reason were first decided.")
+    enforced: bool = Field(description="False in Observe mode: decided and explained, not acted on.")
+
+    def same_as(self, other: Decision | None) -> bool:
+        return other is not None and (self.action, self.reason) == (other.action, other.reason)
+
+
+class DecisionRecord(StatusModel):
+    """A past decision in the bounded history."""
+
+    action: Action
+    reason: str
+    message: str
+    since: datetime
+    until: datetime | None = None

@@ -1,0 +1,289 @@
+"""Assess one evaluation: which series really moved, and is it the world or the pipeline?
+
+Noise control comes first, then classification. Every rule is documented here because users
+read these rules (docs/decisions.md quotes them):
+
+**Significance.** A series counts as moved only if its chi-square homogeneity test survives
+Benjamini-Hochberg at ``policy.falseDiscoveryRate`` across every series of the family in this
+evaluation (features x segments x totals). Testing hundreds of series at once would otherwise
+flag some by chance every evaluation.
+
+**Small samples.** Below ``minSamples`` effective samples a series is judged with wider
+tolerance, not ignored: its thresholds are multiplied by ``sqrt(minSamples / n_eff)`` (a
+series with a quarter of the samples needs twice the score), because sampling noise in a
+drift score shrinks like ``1 / sqrt(n)``.
+
+**Hysteresis.** A series flagged in the previous evaluation stays flagged until its score
+falls below ``(1 - policy.hysteresis)`` x its threshold, so a score hovering at a threshold
+does not flap.
+
+**Step.** A series *stepped* when the drift between the previous and the current window
+(adjacent windows of the same length) is itself at or above ``critical``: real drift moves
+a little between adjacent windows, a broken pipeline moves all at once.
+
+**Pipeline breaks** (data-quality incidents: hold, do not retrain):
+
+- *unit change*: the current quantiles are an affine transform of the baseline's
+  (``r² >= 0.98`` over at least 4 quantile pairs) with a slope far from 1 (beyond x1.25 or
+  /1.25) or matching a known unit conversion (°C→°F is slope 1.8, offset 32), and the series
+  stepped;
+- *collapsed*: at least 90% of the current mass in one bucket where the baseline never had
+  more than 50% (a feature stuck at a constant or a default);
+- *out of range*: at least half of the current mass where the baseline had (almost) none, and
+  the series stepped;
+- *segment break*: a feature breaks (stepped or collapsed) in some segments while its other
+  segments and its whole population stay below warning: an incident of that segment (a
+  browser beta breaking a cookie), not a model problem;
+- *upstream change*: ``policy.upstreamFeatures`` or more features stepped in the same
+  evaluation;
+- a data-quality check out of bounds.
+
+A break stays a break while the series stays beyond its (hysteresis-lowered) threshold, even
+after the step has left both windows.
+
+**Real drift** is what remains at critical: gradual (no step) and not a break. Stepped series
+without a break signature are *sudden shifts*: watched, never acted on by themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from evergreen.analysis import SeriesKey
+from evergreen.analysis.multiple_testing import benjamini_hochberg
+from evergreen.analysis.signatures import BreakSignatures, signatures
+from evergreen.api.decisions import Assessment, BreakKind, Evidence, Finding
+from evergreen.api.spec import HistogramDrift, ModelMonitorSpec, NoDataPolicy
+from evergreen.api.status import CheckState
+from evergreen.observation.evaluate import DriftResult, Evaluation
+
+#: Affine fits at least this good describe a transform of the same values.
+MIN_FIT = 0.98
+MIN_FIT_POINTS = 4
+#: A slope beyond this factor (either way) is a scale change, not drift.
+SCALE_FACTOR = 1.25
+#: Share of mass in one bucket that means "collapsed to a constant".
+COLLAPSED_SHARE = 0.9
+#: The baseline's largest bucket share above which collapse cannot be told from the feature.
+PEAKED_BASELINE = 0.5
+#: Share of current mass outside the baseline's support that means "out of range".
+OUT_OF_RANGE_SHARE = 0.5
+#: Findings kept per list in status.
+MAX_FINDINGS = 20
+
+
+@dataclass(frozen=True)
+class _Series:
+    key: SeriesKey
+    score: float
+    samples: float
+    step: float
+    critical: float
+    warning: float
+    significant: bool
+
+
+def _thresholds(
+    config: HistogramDrift, samples: float, flagged: bool, hysteresis: float
+) -> tuple[float, float]:
+    factor = math.sqrt(config.min_samples / samples) if 0 < samples < config.min_samples else 1.0
+    if flagged:
+        factor *= 1 - hysteresis
+    return config.critical * factor, config.warning * factor
+
+
+def _series(result: DriftResult, flagged: set[str], hysteresis: float, rate: float) -> list[_Series]:
+    scores = result.scores
+    significant = benjamini_hochberg(scores.p_value, rate)
+    rows = []
+    for i, key in enumerate(scores.keys):
+        score = float(scores.score[i])
+        if math.isnan(score):
+            continue
+        samples = float(scores.effective_samples[i])
+        critical, warning = _thresholds(
+            result.config, samples, f"{key.feature}|{key.segment_text}" in flagged, hysteresis
+        )
+        rows.append(
+            _Series(key, score, samples, float(result.step[i]), critical, warning, bool(significant[i]))
+        )
+    return rows
+
+
+def _finding(row: _Series, threshold: float, kind: BreakKind | None = None, detail: str = "") -> Finding:
+    return Finding(
+        feature=row.key.feature,
+        segment=row.key.segment_text,
+        score=round(min(row.score, 1e6), 6),
+        threshold=round(threshold, 6),
+        samples=round(row.samples, 1),
+        step=None if math.isnan(row.step) else round(min(row.step, 1e6), 6),
+        kind=kind,
+        detail=detail,
+    )
+
+
+def _signature(sig: BreakSignatures, i: int, stepped: bool) -> tuple[BreakKind, str] | None:
+    """The break signature of series ``i``, if it has one."""
+    fit = sig.fit
+    peak = sig.concentration
+    # A constant is the degenerate affine transform (slope 0): name the more specific cause.
+    if peak.current_max_share[i] >= COLLAPSED_SHARE and peak.baseline_max_share[i] <= PEAKED_BASELINE:
+        return BreakKind.COLLAPSED, f"{peak.current_max_share[i]:.0%} of values in one bucket"
+    slope, offset = float(fit.slope[i]), float(fit.offset[i])
+    straight = fit.points[i] >= MIN_FIT_POINTS and float(fit.r_squared[i]) >= MIN_FIT
+    conversion = str(sig.conversion[i])
+    rescaled = slope > 0 and abs(math.log(slope)) >= math.log(SCALE_FACTOR)
+    if stepped and straight and (conversion or rescaled):
+        named = f", {conversion}" if conversion else ""
+        sign = "+" if offset >= 0 else "-"
+        return BreakKind.UNIT_CHANGE, f"current = {slope:.3g} x baseline {sign} {abs(offset):.3g}{named}"
+    if stepped and sig.outside_support[i] >= OUT_OF_RANGE_SHARE:
+        return BreakKind.OUT_OF_RANGE, f"{sig.outside_support[i]:.0%} of values outside the baseline's range"
+    return None
+
+
+def _findings_of_drift(
+    result: DriftResult,
+    previous: Assessment | None,
+    spec: ModelMonitorSpec,
+) -> tuple[list[Finding], list[Finding], list[Finding], list[Finding]]:
+    """(breaks, real drift, warnings, sudden shifts) of one feature-drift family."""
+    policy = spec.policy
+    flagged = _flagged(previous)
+    known_breaks = {f.key: f for f in previous.breaks} if previous else {}
+    rows = _series(result, flagged, policy.hysteresis, policy.false_discovery_rate)
+    index = {key: i for i, key in enumerate(result.scores.keys)}
+    sig = signatures(result.aligned)
+
+    critical = [r for r in rows if r.significant and r.score >= r.critical]
+    warning = [r for r in rows if r.significant and r.warning <= r.score < r.critical]
+    stepped = {r.key for r in critical if not math.isnan(r.step) and r.step >= result.config.critical}
+
+    breaks: dict[SeriesKey, Finding] = {}
+    for row in critical:
+        found = _signature(sig, index[row.key], row.key in stepped)
+        known = known_breaks.get(f"{row.key.feature}|{row.key.segment_text}")
+        if found is not None:
+            breaks[row.key] = _finding(row, row.critical, *found)
+        elif known is not None and known.kind is not None:
+            breaks[row.key] = _finding(row, row.critical, known.kind, known.detail)
+
+    _segment_breaks(critical, warning, rows, stepped, breaks)
+    upstream = {r.key.feature for r in critical if r.key in stepped}
+    if len(upstream) >= policy.upstream_features:
+        detail = f"{len(upstream)} features changed at once: {', '.join(sorted(upstream))}"
+        for row in critical:
+            if row.key.feature in upstream and row.key not in breaks:
+                breaks[row.key] = _finding(row, row.critical, BreakKind.UPSTREAM_CHANGE, detail)
+
+    drift = [_finding(r, r.critical) for r in critical if r.key not in breaks and r.key not in stepped]
+    sudden = [
+        _finding(r, r.critical, detail="stepped between consecutive windows")
+        for r in critical
+        if r.key not in breaks and r.key in stepped
+    ]
+    warnings = [_finding(r, r.warning) for r in warning]
+    return _top(breaks.values()), _top(drift), _top(warnings), _top(sudden)
+
+
+def _segment_breaks(
+    critical: Sequence[_Series],
+    warning: Sequence[_Series],
+    rows: Sequence[_Series],
+    stepped: set[SeriesKey],
+    breaks: dict[SeriesKey, Finding],
+) -> None:
+    """Reclassify breaks confined to some segments of a feature as segment breaks.
+
+    Confined means: at least one other segment of the feature did not move at all. The
+    feature's whole-population series then moves only because it contains the broken
+    segments, so it is part of the same incident.
+    """
+    moved = {r.key for r in (*critical, *warning)}
+    by_feature: dict[str, list[_Series]] = {}
+    for row in rows:
+        by_feature.setdefault(row.key.feature, []).append(row)
+    for feature, series in by_feature.items():
+        segments = [r for r in series if r.key.segment]
+        broken = [r for r in segments if r in critical and (r.key in stepped or r.key in breaks)]
+        healthy = [r for r in segments if r.key not in moved]
+        if len(segments) < 2 or not broken or not healthy or len(broken) + len(healthy) < len(segments):
+            continue  # nothing broke, the whole feature moved, or other segments drift too
+        names = ", ".join(r.key.segment_text for r in broken)
+        for row in broken:
+            how = breaks[row.key].detail if row.key in breaks else "stepped between consecutive windows"
+            breaks[row.key] = _finding(
+                row, row.critical, BreakKind.SEGMENT_BREAK, f"only {names} of {feature} changed ({how})"
+            )
+        for row in series:
+            if not row.key.segment and row in critical:
+                breaks[row.key] = _finding(
+                    row, row.critical, BreakKind.SEGMENT_BREAK, f"{feature} moved because {names} broke"
+                )
+
+
+def _flagged(previous: Assessment | None) -> set[str]:
+    if previous is None:
+        return set()
+    return {f.key for f in (*previous.breaks, *previous.drift, *previous.warnings, *previous.sudden)}
+
+
+def _top(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-f.score, f.feature, f.segment))[:MAX_FINDINGS]
+
+
+def _prediction_findings(
+    result: DriftResult, previous: Assessment | None, spec: ModelMonitorSpec
+) -> list[Finding]:
+    flagged = {f.key for f in previous.prediction_drift} if previous else set()
+    rows = _series(result, flagged, spec.policy.hysteresis, spec.policy.false_discovery_rate)
+    return _top(_finding(r, r.critical) for r in rows if r.significant and r.score >= r.critical)
+
+
+def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment | None) -> Assessment:
+    """Classify what one evaluation shows (pure; ``previous`` gives hysteresis and sticky breaks)."""
+    breaks: list[Finding] = []
+    drift: list[Finding] = []
+    warnings: list[Finding] = []
+    sudden: list[Finding] = []
+    if evaluation.drift is not None:
+        breaks, drift, warnings, sudden = _findings_of_drift(evaluation.drift, previous, spec)
+    prediction = (
+        _prediction_findings(evaluation.prediction_drift, previous, spec)
+        if evaluation.prediction_drift
+        else []
+    )
+    quality = [
+        Evidence(
+            signal="dataQuality",
+            feature=outcome.labels.get(spec.drift.feature_label) if spec.drift else None,
+            value=outcome.value,
+            threshold=outcome.max
+            if outcome.max is not None and (outcome.value or 0) > outcome.max
+            else outcome.min,
+            detail=f"{outcome.name}: {outcome.message}",
+        )
+        for outcome in evaluation.data_quality
+        if outcome.state is CheckState.BREACHED
+    ]
+    kpis_breached = [o.name for o in evaluation.kpis if o.state is CheckState.BREACHED]
+    kpis_unknown = [
+        o.name
+        for o, kpi in zip(evaluation.kpis, spec.kpis, strict=True)
+        if o.state in (CheckState.NO_DATA, CheckState.ERROR) and kpi.on_no_data is NoDataPolicy.HOLD
+    ]
+    return Assessment(
+        time=evaluation.time,
+        breaks=breaks,
+        drift=drift,
+        warnings=warnings,
+        sudden=sudden,
+        prediction_drift=prediction,
+        kpis_breached=kpis_breached,
+        kpis_unknown=kpis_unknown,
+        data_quality_breached=quality,
+        drift_evaluated=evaluation.drift is not None or spec.drift is None,
+    )

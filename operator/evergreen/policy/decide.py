@@ -1,0 +1,307 @@
+"""From assessments to one decision, with its reason code and evidence.
+
+Persistence: an action is taken only when its condition held in ``needed`` of the last
+``of`` assessments (``policy.persistence``); the same rule releases it, so a decision does not
+flap on one noisy evaluation. In order of precedence:
+
+1. **HoldForDataQuality** while pipeline breaks persist: never retrain on broken data, even
+   if KPIs fall (the break may be why). A hold unresolved for ``policy.escalateHoldAfter``
+   becomes **Escalate** (``HoldUnresolved``).
+2. **Retrain** when real drift persists *and* it matters: KPIs breached (``DriftHurtsKPIs``)
+   or the model's outputs drifted (``PredictionDrift``). Scoped to the drifted features, and
+   to the drifted segments when the whole population did not move. KPIs breached
+   persistently while the inputs are stable is a changed concept (``ConceptDrift``): retrain
+   on fresh labels.
+3. **Watch** when something moved but does not justify acting: drift with healthy KPIs
+   (``DriftWithoutImpact``), drift whose impact is unknown because KPIs have no data
+   (``DriftImpactUnknown``), anything not yet persistent, sudden shifts without a break
+   signature, warnings.
+4. **NoAction** otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from evergreen.api.decisions import Action, Assessment, BreakKind, Decision, Evidence, Finding, Scope
+from evergreen.api.durations import parse_duration
+from evergreen.api.spec import Mode, ModelMonitorSpec
+
+MAX_EVIDENCE = 8
+
+#: Precedence among break kinds when several are present: the most specific explanation first.
+_BREAK_ORDER = [
+    BreakKind.UNIT_CHANGE,
+    BreakKind.SEGMENT_BREAK,
+    BreakKind.COLLAPSED,
+    BreakKind.OUT_OF_RANGE,
+    BreakKind.UPSTREAM_CHANGE,
+    BreakKind.DATA_QUALITY,
+]
+
+
+def _evidence(findings: Sequence[Finding], signal: str, window: str | None) -> list[Evidence]:
+    return [
+        Evidence(
+            signal=signal,
+            feature=f.feature,
+            segment=f.segment,
+            value=f.score,
+            threshold=f.threshold,
+            window=window,
+            detail=f.detail or (f"step {f.step:.3g}" if f.step is not None else ""),
+        )
+        for f in findings
+    ]
+
+
+def _where(findings: Sequence[Finding]) -> str:
+    """``amount, session_length [segment=ios]``: a feature alone when its whole population moved."""
+    segments: dict[str, list[str]] = {}
+    for finding in findings:
+        segments.setdefault(finding.feature, []).append(finding.segment)
+    parts = [
+        feature if "*" in moved else f"{feature} [{', '.join(moved)}]" for feature, moved in segments.items()
+    ]
+    text = ", ".join(parts[:3])
+    return text + (f" and {len(parts) - 3} more features" if len(parts) > 3 else "")
+
+
+def _scope(findings: Sequence[Finding]) -> Scope:
+    features = sorted({f.feature for f in findings})
+    population = {f.feature for f in findings if f.segment == "*"}
+    segments = sorted({f.segment for f in findings if f.segment != "*" and f.feature not in population})
+    return Scope(features=features, segments=segments)
+
+
+class _Decider:
+    def __init__(
+        self,
+        spec: ModelMonitorSpec,
+        assessments: Sequence[Assessment],
+        previous: Decision | None,
+        now: datetime,
+    ) -> None:
+        self.spec = spec
+        persistence = spec.policy.persistence
+        self.recent = list(assessments)[-persistence.of :]
+        self.needed = persistence.needed
+        self.current = self.recent[-1]
+        self.previous = previous
+        self.now = now
+        self.window = spec.drift.window if spec.drift else None
+
+    def held(self, predicate: Callable[[Assessment], object]) -> bool:
+        return sum(1 for a in self.recent if predicate(a)) >= self.needed
+
+    def make(
+        self, action: Action, reason: str, message: str, evidence: list[Evidence], scope: Scope | None = None
+    ) -> Decision:
+        since = self.now
+        if self.previous is not None and (self.previous.action, self.previous.reason) == (action, reason):
+            since = self.previous.since
+        return Decision(
+            action=action,
+            reason=reason,
+            message=message,
+            evidence=evidence[:MAX_EVIDENCE],
+            scope=scope,
+            time=self.now,
+            since=since,
+            enforced=self.spec.mode is Mode.ENFORCE,
+        )
+
+    def decide(self) -> Decision:
+        return (
+            self.hold()
+            or self.retrain()
+            or self.watch()
+            or self.make(Action.NO_ACTION, "Healthy", "every signal is within its thresholds", [])
+        )
+
+    def _last_breaks(self) -> Assessment:
+        for assessment in reversed(self.recent):
+            if assessment.has_breaks():
+                return assessment
+        return self.current
+
+    def hold(self) -> Decision | None:
+        if not self.held(Assessment.has_breaks):
+            if self.current.has_breaks():
+                source = self.current
+                evidence = _evidence(source.breaks, "signature", self.window) + source.data_quality_breached
+                return self.make(
+                    Action.WATCH,
+                    "PossiblePipelineBreak",
+                    f"{self._break_text(source)}; holding if it persists "
+                    f"({self.needed} of {len(self.recent)} evaluations so far: 1)",
+                    evidence,
+                )
+            return None
+        source = self._last_breaks()
+        evidence = _evidence(source.breaks, "signature", self.window) + source.data_quality_breached
+        reason = self._break_kind(source).value
+        previous = self.previous
+        escalated = previous is not None and (previous.action, previous.reason) == (
+            Action.ESCALATE,
+            "HoldUnresolved",
+        )
+        held_since = (
+            previous.since
+            if previous is not None and previous.action is Action.HOLD_FOR_DATA_QUALITY
+            else self.now
+        )
+        limit = self.spec.policy.escalate_hold_after
+        if escalated or (limit is not None and self.now - held_since >= parse_duration(limit)):
+            return self.make(
+                Action.ESCALATE,
+                "HoldUnresolved",
+                f"data-quality hold unresolved for {limit}: {self._break_text(source)}; "
+                "a person must fix the pipeline or acknowledge the change",
+                evidence,
+            )
+        return self.make(
+            Action.HOLD_FOR_DATA_QUALITY,
+            reason,
+            f"{self._break_text(source)}: a data or pipeline break, not drift; retraining and "
+            "rollouts are frozen until it is fixed",
+            evidence,
+            _scope(source.breaks) if source.breaks else None,
+        )
+
+    @staticmethod
+    def _break_kind(assessment: Assessment) -> BreakKind:
+        kinds = {f.kind for f in assessment.breaks if f.kind is not None}
+        if assessment.data_quality_breached:
+            kinds.add(BreakKind.DATA_QUALITY)
+        return next(kind for kind in _BREAK_ORDER if kind in kinds)
+
+    def _break_text(self, assessment: Assessment) -> str:
+        kind = self._break_kind(assessment)
+        if kind is BreakKind.DATA_QUALITY and not assessment.breaks:
+            checks = "; ".join(e.detail for e in assessment.data_quality_breached[:3])
+            return f"data-quality check failed ({checks})"
+        findings = [f for f in assessment.breaks if f.kind is kind] or assessment.breaks
+        first = findings[0]
+        return f"{kind.value} in {_where(findings)}: {first.detail}"
+
+    def retrain(self) -> Decision | None:
+        drift_persists = self.held(lambda a: a.drift)
+        kpis_persist = self.held(lambda a: a.kpis_breached)
+        outputs_persist = self.held(lambda a: a.prediction_drift)
+        current = self.current
+        findings = current.drift or self._last(lambda a: a.drift)
+        kpi_evidence = [Evidence(signal="kpi", detail=f"{name} breached") for name in current.kpis_breached]
+        if drift_persists and findings and (kpis_persist or outputs_persist):
+            if kpis_persist:
+                reason = "DriftHurtsKPIs"
+                why = f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())})"
+            else:
+                reason = "PredictionDrift"
+                why = "the model's outputs drifted too"
+            evidence = (
+                _evidence(findings, "drift", self.window)
+                + kpi_evidence
+                + _evidence(current.prediction_drift, "predictionDrift", None)
+            )
+            return self.make(
+                Action.RETRAIN,
+                reason,
+                f"real drift in {_where(findings)} persists and {why}: retrain on recent data",
+                evidence,
+                _scope(findings),
+            )
+        if kpis_persist and not current.drift and not drift_persists:
+            return self.make(
+                Action.RETRAIN,
+                "ConceptDrift",
+                f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())}) while the "
+                "inputs are stable: the relationship changed; retrain on fresh labels",
+                kpi_evidence,
+                Scope(),
+            )
+        return None
+
+    def _last(self, predicate: Callable[[Assessment], list[Finding]]) -> list[Finding]:
+        for assessment in reversed(self.recent):
+            if predicate(assessment):
+                return predicate(assessment)
+        return []
+
+    def _last_kpis(self) -> list[str]:
+        for assessment in reversed(self.recent):
+            if assessment.kpis_breached:
+                return assessment.kpis_breached
+        return []
+
+    def watch(self) -> Decision | None:
+        current = self.current
+        if self.held(lambda a: a.drift) and current.drift:
+            evidence = _evidence(current.drift, "drift", self.window)
+            if current.kpis_unknown:
+                return self.make(
+                    Action.WATCH,
+                    "DriftImpactUnknown",
+                    f"real drift in {_where(current.drift)} persists, but KPIs "
+                    f"({', '.join(current.kpis_unknown)}) have no data to say whether it matters",
+                    evidence,
+                    _scope(current.drift),
+                )
+            return self.make(
+                Action.WATCH,
+                "DriftWithoutImpact",
+                f"real drift in {_where(current.drift)} persists, but KPIs and outputs are healthy: "
+                "retraining would not help yet",
+                evidence,
+                _scope(current.drift),
+            )
+        if current.drift:
+            return self.make(
+                Action.WATCH,
+                "DriftNotPersistent",
+                f"drift in {_where(current.drift)}; acting only if it persists in {self.needed} of "
+                f"{self.spec.policy.persistence.of} evaluations",
+                _evidence(current.drift, "drift", self.window),
+            )
+        if current.sudden:
+            return self.make(
+                Action.WATCH,
+                "SuddenShift",
+                f"{_where(current.sudden)} changed suddenly without a pipeline-break signature",
+                _evidence(current.sudden, "step", self.window),
+            )
+        if current.kpis_breached:
+            return self.make(
+                Action.WATCH,
+                "KPIBreachNotPersistent",
+                f"KPIs breached ({', '.join(current.kpis_breached)}); acting only if it persists",
+                [Evidence(signal="kpi", detail=f"{name} breached") for name in current.kpis_breached],
+            )
+        if current.prediction_drift:
+            return self.make(
+                Action.WATCH,
+                "PredictionDrift",
+                f"the model's outputs drifted in {_where(current.prediction_drift)}",
+                _evidence(current.prediction_drift, "predictionDrift", None),
+            )
+        if current.warnings:
+            return self.make(
+                Action.WATCH,
+                "DriftWarning",
+                f"drift at warning level in {_where(current.warnings)}",
+                _evidence(current.warnings, "drift", self.window),
+            )
+        return None
+
+
+def decide(
+    spec: ModelMonitorSpec,
+    assessments: Sequence[Assessment],
+    previous: Decision | None,
+    now: datetime,
+) -> Decision:
+    """The decision for the newest assessment (``assessments`` oldest first, newest last)."""
+    if not assessments:
+        raise ValueError("deciding needs at least one assessment")
+    return _Decider(spec, assessments, previous, now).decide()

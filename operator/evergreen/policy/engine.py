@@ -1,0 +1,69 @@
+"""One step of the decision engine, shared by the live operator and the backtest.
+
+The state lives in the ModelMonitor's status (assessments for persistence, the decision, its
+history), so an operator restart resumes exactly where status says, and a backtest that feeds
+the same evaluations reaches the same decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.spec import ModelMonitorSpec
+from evergreen.api.status import ModelMonitorStatus
+from evergreen.observation.evaluate import Evaluation
+from evergreen.policy.assess import assess
+from evergreen.policy.decide import decide
+
+#: Decisions kept in status.history (the current one is last).
+HISTORY_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the engine remembers between evaluations."""
+
+    assessments: tuple[Assessment, ...] = ()
+    decision: Decision | None = None
+    history: tuple[DecisionRecord, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_status(cls, status: ModelMonitorStatus) -> PolicyState:
+        return cls(tuple(status.assessments), status.decision, tuple(status.history))
+
+    @property
+    def assessment(self) -> Assessment | None:
+        return self.assessments[-1] if self.assessments else None
+
+    def changed_from(self, other: PolicyState) -> bool:
+        """True when the decision's action or reason differs from ``other``'s."""
+        if self.decision is None:
+            return False
+        return not self.decision.same_as(other.decision)
+
+
+def _record(
+    history: tuple[DecisionRecord, ...], previous: Decision | None, decision: Decision, now: datetime
+) -> tuple[DecisionRecord, ...]:
+    if decision.same_as(previous) and history:
+        last = history[-1].model_copy(update={"message": decision.message})
+        return (*history[:-1], last)
+    closed = history
+    if history and history[-1].until is None:
+        closed = (*history[:-1], history[-1].model_copy(update={"until": now}))
+    entry = DecisionRecord(
+        action=decision.action, reason=decision.reason, message=decision.message, since=decision.since
+    )
+    return (*closed, entry)[-HISTORY_LENGTH:]
+
+
+def advance(spec: ModelMonitorSpec, evaluation: Evaluation, state: PolicyState) -> PolicyState:
+    """Assess ``evaluation``, decide, and return the new state (pure)."""
+    now = evaluation.time
+    assessment = assess(spec, evaluation, state.assessment)
+    assessments = (*state.assessments, assessment)[-spec.policy.persistence.of :]
+    decision = decide(spec, assessments, state.decision, now)
+    history = _record(state.history, state.decision, decision, now)
+    return PolicyState(assessments, decision, history)
