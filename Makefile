@@ -44,9 +44,12 @@ crds: $(BIN)/evergreen
 ## recording: re-record the demo's bundled scenario (needs prometheus and promtool)
 recording: $(BIN)/evergreen prometheus
 	$(BIN)/evergreen record -f examples/fraud-detector.yaml --scenario showcase \
-	  --time 2026-01-13T06:00:00Z --time 2026-01-14T06:00:00Z --time 2026-01-15T13:05:00Z \
-	  --time 2026-01-17T07:05:00Z --time 2026-01-18T07:00:00Z \
-	  --description "The showcase scenario: a healthy morning; amount drifting; temperature_c arriving in Fahrenheit; session_length broken for the 0.1% firefox-beta segment; precision and recall dropping." \
+	  --span 2026-01-13T05:35:00Z..2026-01-13T06:00:00Z \
+	  --span 2026-01-14T05:35:00Z..2026-01-14T06:00:00Z \
+	  --span 2026-01-15T12:35:00Z..2026-01-15T13:00:00Z \
+	  --span 2026-01-17T06:35:00Z..2026-01-17T07:00:00Z \
+	  --span 2026-01-18T06:35:00Z..2026-01-18T07:00:00Z \
+	  --description "The showcase scenario: a healthy morning; amount drifting; temperature_c arriving in Fahrenheit; session_length broken for the 0.1% firefox-beta segment; a day later, with the segment still broken, precision and recall drop." \
 	  -o operator/evergreen/data/showcase.recording.json.gz
 
 clean:

@@ -111,6 +111,9 @@ def bundled_recording() -> Recording:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from evergreen import backtest
+    from evergreen.report import render_decision
+
     recording = Recording.load(args.recording) if args.recording else bundled_recording()
     manifest = dict(recording.monitor)
     spec = parse_spec(manifest["spec"])
@@ -119,11 +122,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Evergreen demo: ModelMonitor {namespace}/{name} over a recorded scenario")
     if recording.description:
         print(recording.description)
-    source = RecordedSource(recording)
-    for at in recording.times:
-        evaluation = asyncio.run(_evaluate_at(spec, source, at, namespace, {}))
+    steps = asyncio.run(
+        backtest.replay(spec, RecordedSource(recording), recording.times, namespace=namespace)
+    )
+    # The recording holds a few evaluations around each moment; show the last of each group
+    # in full, then the whole timeline of decisions.
+    for index, step in enumerate(steps):
+        following = steps[index + 1].time if index + 1 < len(steps) else None
+        if following is not None and following - step.time <= timedelta(hours=1):
+            continue
         print()
-        _print(spec, evaluation, args.top, title=f"=== {at.strftime('%Y-%m-%d %H:%M UTC')} ===")
+        _print(spec, step.evaluation, args.top, title=f"=== {step.time.strftime('%Y-%m-%d %H:%M UTC')} ===")
+        if step.decision is not None:
+            print(render_decision(step.decision))
+    print()
+    print("=== Decisions over the recording ===")
+    print(backtest.render(steps))
     return 0
 
 
@@ -180,9 +194,16 @@ def cmd_record(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.file)
     spec = parse_spec(manifest.get("spec") or {})
     namespace = _namespace(manifest, args.namespace)
-    start, end = _parse_time(args.start), _parse_time(args.end)
     step = parse_duration(args.step) if args.step else parse_duration(spec.interval)
-    times = [_parse_time(t) for t in args.time] if args.time else _steps(start, end, step)
+    times = [_parse_time(t) for t in args.time]
+    for span in args.span:
+        first, separator, last = span.partition("..")
+        if not separator:
+            raise SystemExit(f"--span expects START..END, got {span!r}")
+        times += _steps(_parse_time(first), _parse_time(last), step)
+    if not times:
+        times = _steps(_parse_time(args.start), _parse_time(args.end), step)
+    times = sorted(set(times))
     references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
         recorder = Recorder(_source(args, spec, url))
@@ -239,6 +260,32 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
     print(backtest.render(steps, every=args.every))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from evergreen.api.resource import parse_status
+    from evergreen.kube.client import KubeApi, load_configuration
+    from evergreen.report import render_status
+
+    kube = KubeApi(load_configuration(args.kubeconfig, args.context))
+    try:
+        body = asyncio.run(kube.get_monitor(args.namespace, args.name))
+    finally:
+        kube.close()
+    if body is None:
+        print(f"evergreen: ModelMonitor {args.namespace}/{args.name} not found", file=sys.stderr)
+        return 1
+    spec = body.get("spec") or {}
+    status = parse_status(body.get("status"))
+    if args.json:
+        print(json.dumps(status.to_wire(), indent=2))
+        return 0
+    print(
+        render_status(
+            args.name, args.namespace, str(spec.get("model", "?")), str(spec.get("mode", "Enforce")), status
+        )
+    )
     return 0
 
 
@@ -406,6 +453,9 @@ def parser() -> argparse.ArgumentParser:
     record.add_argument("--end", default="now")
     record.add_argument("--step", default=None, help="default: spec.interval")
     record.add_argument("--time", action="append", default=[], help="explicit evaluation times (repeatable)")
+    record.add_argument(
+        "--span", action="append", default=[], help="START..END evaluated every --step (repeatable)"
+    )
     record.add_argument("--description", default="")
     record.add_argument("-o", "--output", type=Path, required=True)
     record.set_defaults(handler=cmd_record)
@@ -422,6 +472,14 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("--step", default=None, help="default: spec.interval")
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
     backtest.set_defaults(handler=cmd_backtest)
+
+    explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
+    explain.add_argument("name")
+    explain.add_argument("-n", "--namespace", default="default")
+    explain.add_argument("--kubeconfig", default=None)
+    explain.add_argument("--context", default=None)
+    explain.add_argument("--json", action="store_true", help="print the status as JSON")
+    explain.set_defaults(handler=cmd_explain)
 
     crd = commands.add_parser("crd", help="print, write or check the CRD manifest")
     crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evergreen.api.status import CheckOutcome, Condition, Severity
+from evergreen.api.decisions import Decision, DecisionRecord
+from evergreen.api.status import CheckOutcome, Condition, ModelMonitorStatus, Severity
 from evergreen.observation.evaluate import DriftResult, Evaluation
 
 _MARK = {Severity.CRITICAL: "!!", Severity.WARNING: "! ", Severity.OK: "  ", Severity.NO_DATA: "??"}
@@ -92,4 +93,63 @@ def render_evaluation(
         lines.append("Conditions:")
         rows = [[c.type, c.status.value, c.reason, c.message] for c in conditions]
         lines += ["  " + line for line in _table(["type", "status", "reason", "message"], rows)]
+    return "\n".join(lines)
+
+
+def render_decision(decision: Decision, *, history: Sequence[DecisionRecord] = ()) -> str:
+    """A decision with its evidence, and (optionally) the decisions before it."""
+    mode = "" if decision.enforced else "  (Observe mode: decided and explained, not acted on)"
+    lines = [f"Decision: {decision.action.value} ({decision.reason}){mode}", f"  {decision.message}"]
+    lines.append(f"  since {decision.since.isoformat()}, confirmed {decision.time.isoformat()}")
+    if decision.scope is not None and (decision.scope.features or decision.scope.segments):
+        scope = ", ".join(decision.scope.features) or "all features"
+        if decision.scope.segments:
+            scope += " in " + ", ".join(decision.scope.segments)
+        lines.append(f"  scope: {scope}")
+    if decision.evidence:
+        lines.append("  evidence:")
+        lines += [f"    - {item.render()}" for item in decision.evidence]
+    if history:
+        lines.append("History:")
+        for record in history:
+            until = record.until.isoformat() if record.until else "now"
+            lines.append(f"  {record.since.isoformat()} .. {until}  {record.action.value} ({record.reason})")
+    return "\n".join(lines)
+
+
+def render_status(name: str, namespace: str, spec_model: str, mode: str, status: ModelMonitorStatus) -> str:
+    """What ``evergreen explain`` prints: conditions, the last evaluation, the decision."""
+    lines = [f"ModelMonitor {namespace}/{name} (model {spec_model}, mode {mode})"]
+    if status.conditions:
+        lines.append("Conditions:")
+        rows = [[c.type, c.status.value, c.reason, c.message] for c in status.conditions]
+        lines += ["  " + line for line in _table(["type", "status", "reason", "message"], rows)]
+    evaluation = status.last_evaluation
+    if evaluation is not None:
+        lines.append(f"Last evaluation: {evaluation.time.isoformat()} ({evaluation.queries} queries)")
+        for title, drift in (
+            ("feature drift", evaluation.drift),
+            ("prediction drift", evaluation.prediction_drift),
+        ):
+            if drift is None:
+                continue
+            lines.append(
+                f"  {title} ({drift.method}): {drift.series} series, {drift.critical} critical, "
+                f"{drift.warning} warning, {drift.no_data} without data"
+            )
+            rows = [
+                [row.severity.value, row.feature, row.segment, f"{row.score:.4f}", f"{row.samples:,.0f}"]
+                for row in drift.top[:5]
+            ]
+            lines += [
+                "    " + line for line in _table(["severity", "feature", "segment", "score", "n_eff"], rows)
+            ]
+        checks = [*evaluation.data_quality, *evaluation.kpis]
+        if checks:
+            headers = ["state", "name", "value", "bounds", "series", "note"]
+            lines += ["  " + line for line in _table(headers, _check_rows(checks))]
+    if status.decision is not None:
+        lines.append(render_decision(status.decision, history=status.history))
+    else:
+        lines.append("No decision yet.")
     return "\n".join(lines)

@@ -7,6 +7,8 @@ depends on a race with a trailing baseline window.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import urllib.request
 from datetime import datetime
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from kubernetes.client import V1ConfigMap, V1ObjectMeta
 
+from evergreen.cli import main
 from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.catalog import FEATURES, SEGMENTS
 from evergreen.simulation.openmetrics import le_label
@@ -125,9 +128,33 @@ def test_monitor_reports_drift_per_segment_with_events(
         events = cluster.events("fraud")
         assert next(e for e in events if e[1] == "DriftDetected")[0] == "Warning"
 
+        # Not drift to retrain on: a pipeline break confined to one segment. Hold and say why.
+        decision = wait_for(
+            "a data-quality hold",
+            lambda: (d := cluster.monitor("fraud")["status"].get("decision"))
+            and d["action"] == "HoldForDataQuality"
+            and d,
+        )
+        assert decision["reason"] == "SegmentBreak"
+        assert "only segment=ios of session_length changed" in decision["message"]
+        assert decision["enforced"] is True
+        assert {e["feature"] for e in decision["evidence"]} == {"session_length"}
+        assert ("Warning", "SegmentBreak") in [e[:2] for e in cluster.events("fraud")]
+        explained = io.StringIO()
+        with contextlib.redirect_stdout(explained):
+            assert main(["explain", "fraud", "-n", NAMESPACE, "--kubeconfig", str(cluster.kubeconfig)]) == 0
+        assert "Decision: HoldForDataQuality (SegmentBreak)" in explained.getvalue()
+        assert "session_length" in explained.getvalue()
+
         traffic.reset()
         wait_for("DriftResolved", lambda: any(e[1] == "DriftResolved" for e in cluster.events("fraud")))
         assert [e[1] for e in cluster.events("fraud")].count("DriftDetected") == 1
+        wait_for(
+            "the hold to be released",
+            lambda: cluster.monitor("fraud")["status"]["decision"]["action"] == "NoAction",
+        )
+        history = [(h["action"], h["reason"]) for h in cluster.monitor("fraud")["status"]["history"]]
+        assert ("HoldForDataQuality", "SegmentBreak") in history and history[-1] == ("NoAction", "Healthy")
 
         # The operator's own metrics show the evaluations and the monitor's conditions.
         metrics = fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics")
@@ -136,6 +163,10 @@ def test_monitor_reports_drift_per_segment_with_events(
         # current + previous window (the baseline is a ConfigMap) + one KPI
         assert 'evergreen_queries_per_evaluation{monitor="fraud",namespace="ml"} 3.0' in metrics
         assert "evergreen_drift_score{" in metrics
+        assert (
+            'evergreen_decisions_total{action="HoldForDataQuality",monitor="fraud",namespace="ml",'
+            'reason="SegmentBreak"} 1.0' in metrics
+        )
         health = fetch(f"http://127.0.0.1:{settings.health_port}/healthz")
         assert "reconciling" in health
 

@@ -17,17 +17,25 @@ def test_bundled_recording_is_the_documented_example() -> None:
     assert bundled_recording().monitor == example, "re-record with `make recording`"
 
 
-def test_demo_reports_each_incident(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_reports_each_incident_and_decides(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     sections = out.split("=== ")[1:]
-    assert len(sections) == 5
-    healthy, drifting, unit_change, segment_break, kpi_drop = sections
+    assert len(sections) == 6
+    healthy, drifting, unit_change, segment_break, kpi_drop, timeline = sections
     assert "Drifting             False   WithinThresholds" in healthy
+    assert "Decision: NoAction (Healthy)" in healthy
     assert "DriftCritical       amount" in drifting
+    assert "Decision: Watch (DriftWithoutImpact)" in drifting  # KPIs are healthy: no retrain
     assert "temperature_c [segment=" in unit_change
+    assert "Decision: HoldForDataQuality (UnitChange)" in unit_change
+    assert "celsius_to_fahrenheit" in unit_change
     assert "session_length [segment=firefox-beta]" in segment_break
+    assert "Decision: HoldForDataQuality (SegmentBreak)" in segment_break
+    # KPIs drop while the segment is still broken: no retraining on broken data.
     assert "KPIBreached          True    KPIOutOfBounds" in kpi_drop
+    assert "Decision: Escalate (HoldUnresolved)" in kpi_drop
+    assert "retrains that would have run: 0" in timeline
 
 
 def test_crd_check_detects_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -367,3 +367,42 @@ def test_a_seasonal_peak_is_not_a_step(hour: int) -> None:
     at = T0 + timedelta(hours=hour)
     assessment = assess(SPEC, evaluation(at, seasonal(hour), seasonal(hour - 1)), None)
     assert assessment.sudden == [] and assessment.breaks == []
+
+
+def test_assessments_from_before_a_gap_do_not_count_towards_persistence() -> None:
+    later = T0 + timedelta(hours=6)
+    states = run(
+        [
+            evaluation(T0, world(), precision=0.8),
+            evaluation(later, world(), precision=0.8),  # the operator was down in between
+        ]
+    )
+    assert decisions(states) == [("Watch", "KPIBreachNotPersistent"), ("Watch", "KPIBreachNotPersistent")]
+
+
+def test_a_hold_continues_across_a_gap_while_the_same_break_is_seen() -> None:
+    broken = celsius_to_fahrenheit()
+    later = T0 + timedelta(hours=6)
+    states = run(
+        [
+            evaluation(T0, broken, world()),
+            evaluation(T0 + STEP, broken, broken),
+            evaluation(later, broken, broken),  # gap: no evidence that it was fixed
+        ]
+    )
+    assert decisions(states)[-1] == ("HoldForDataQuality", "UnitChange")
+    decision = states[-1].decision
+    assert decision is not None and decision.since == T0 + STEP
+
+
+def test_a_different_break_after_a_gap_is_a_new_incident() -> None:
+    later = T0 + timedelta(hours=6)
+    other = world(overrides={("amount", "ios"): Dist(0, 0)})
+    states = run(
+        [
+            evaluation(T0, celsius_to_fahrenheit(), world()),
+            evaluation(T0 + STEP, celsius_to_fahrenheit(), celsius_to_fahrenheit()),
+            evaluation(later, other, world()),
+        ]
+    )
+    assert decisions(states)[-1] == ("Watch", "PossiblePipelineBreak")

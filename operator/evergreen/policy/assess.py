@@ -214,7 +214,12 @@ def _segment_breaks(
             continue  # nothing broke, the whole feature moved, or other segments drift too
         names = ", ".join(r.key.segment_text for r in broken)
         for row in broken:
-            how = breaks[row.key].detail if row.key in breaks else "stepped between consecutive windows"
+            known = breaks.get(row.key)
+            how = (
+                f"{known.kind.value}: {known.detail}"
+                if known is not None and known.kind is not None
+                else "stepped between consecutive windows"
+            )
             breaks[row.key] = _finding(
                 row, row.critical, BreakKind.SEGMENT_BREAK, f"only {names} of {feature} changed ({how})"
             )

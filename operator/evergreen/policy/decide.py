@@ -2,7 +2,8 @@
 
 Persistence: an action is taken only when its condition held in ``needed`` of the last
 ``of`` assessments (``policy.persistence``); the same rule releases it, so a decision does not
-flap on one noisy evaluation. In order of precedence:
+flap on one noisy evaluation. Assessments older than ``(of + 1) x interval`` (an operator
+outage, a gap in a replay) do not count. In order of precedence:
 
 1. **HoldForDataQuality** while pipeline breaks persist: never retrain on broken data, even
    if KPIs fall (the break may be why). A hold unresolved for ``policy.escalateHoldAfter``
@@ -85,7 +86,10 @@ class _Decider:
     ) -> None:
         self.spec = spec
         persistence = spec.policy.persistence
-        self.recent = list(assessments)[-persistence.of :]
+        # Assessments older than the persistence window (e.g. from before an operator outage)
+        # say nothing about now: persistence must be shown again.
+        horizon = parse_duration(spec.interval) * (persistence.of + 1)
+        self.recent = [a for a in list(assessments)[-persistence.of :] if now - a.time <= horizon]
         self.needed = persistence.needed
         self.current = self.recent[-1]
         self.previous = previous
@@ -126,16 +130,34 @@ class _Decider:
                 return assessment
         return self.current
 
+    def _holding(self) -> bool:
+        """Whether a hold in place continues: the same breaks are still seen.
+
+        Even across a gap in the data (an operator outage): missing evaluations are no
+        evidence that a pipeline was fixed. Different breaks start a new incident.
+        """
+        previous = self.previous
+        if previous is None or not (
+            previous.action is Action.HOLD_FOR_DATA_QUALITY
+            or (previous.action, previous.reason) == (Action.ESCALATE, "HoldUnresolved")
+        ):
+            return False
+        held = {(e.feature, e.segment) for e in previous.evidence}
+        seen = {(f.feature, f.segment) for f in self.current.breaks}
+        seen |= {(e.feature, e.segment) for e in self.current.data_quality_breached}
+        return bool(held & seen)
+
     def hold(self) -> Decision | None:
-        if not self.held(Assessment.has_breaks):
-            if self.current.has_breaks():
-                source = self.current
-                evidence = _evidence(source.breaks, "signature", self.window) + source.data_quality_breached
+        current = self.current
+        if not (self.held(Assessment.has_breaks) or (self._holding() and current.has_breaks())):
+            if current.has_breaks():
+                evidence = _evidence(current.breaks, "signature", self.window) + current.data_quality_breached
+                persistence = self.spec.policy.persistence
                 return self.make(
                     Action.WATCH,
                     "PossiblePipelineBreak",
-                    f"{self._break_text(source)}; holding if it persists "
-                    f"({self.needed} of {len(self.recent)} evaluations so far: 1)",
+                    f"{self._break_text(current)}; holding if it persists in {persistence.needed} of "
+                    f"{persistence.of} evaluations",
                     evidence,
                 )
             return None
