@@ -351,6 +351,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         top_series=args.top,
         max_concurrent_queries=args.max_concurrent_queries,
         metrics_port=args.metrics_port or None,
+        require_service_account=args.require_service_account,
         health_port=args.health_port or None,
     )
     asyncio.run(run_operator(settings, load_configuration(args.kubeconfig, args.context)))
@@ -414,6 +415,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8000") or 8000))
     run.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080") or 8080))
+    run.add_argument(
+        "--require-service-account",
+        action="store_true",
+        default=(_env("REQUIRE_SERVICE_ACCOUNT") or "").lower() in ("1", "true", "yes"),
+        help="refuse retraining for monitors without spec.serviceAccountName",
+    )
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="evaluate the bundled example over a bundled recording")

@@ -32,6 +32,7 @@ ORDER = [
     ConditionType.PREDICTION_DRIFTING,
     ConditionType.DATA_QUALITY_DEGRADED,
     ConditionType.KPI_BREACHED,
+    ConditionType.RETRAINING,
 ]
 
 

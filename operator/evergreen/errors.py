@@ -8,6 +8,7 @@
     │   ├── QueryRejected         Prometheus refused a query: bad PromQL (permanent, names the field)
     │   └── NoData                a query succeeded but returned nothing usable
     ├── AnalysisError             histograms that cannot be compared (e.g. no common buckets)
+    ├── ResultError               a finished workload reported no usable result (fails that run)
     └── ClusterError              talking to the Kubernetes API failed
 
 The controller maps permanent errors to a condition on the one object that caused them and
@@ -66,6 +67,17 @@ class NoData(MetricsError):
 
 class AnalysisError(EvergreenError):
     """Inputs to a statistic cannot be compared."""
+
+
+class ResultError(EvergreenError):
+    """A finished workload reported no usable result; ``source`` says where it was read."""
+
+    permanent = True
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
 
 
 class ClusterError(EvergreenError):

@@ -91,6 +91,24 @@ class Telemetry:
             ["namespace", "monitor", "action"],
             registry=r,
         )
+        self.retrain_runs = Counter(
+            "evergreen_retrain_runs",
+            "Retraining runs by outcome (Started, Accepted, Rejected, Failed).",
+            ["namespace", "monitor", "outcome"],
+            registry=r,
+        )
+        self.retrain_budget_used = Gauge(
+            "evergreen_retrain_budget_used",
+            "Retraining runs started within the budget window.",
+            ["namespace", "monitor"],
+            registry=r,
+        )
+        self.retrain_budget_runs = Gauge(
+            "evergreen_retrain_budget_runs",
+            "Retraining runs the budget allows per window.",
+            ["namespace", "monitor"],
+            registry=r,
+        )
         self.events = Counter(
             "evergreen_events",
             "Kubernetes Events posted, by reason.",
@@ -157,6 +175,13 @@ class Telemetry:
             )
         self._decided.add((namespace, monitor))
 
+    def record_run(self, namespace: str, monitor: str, outcome: str) -> None:
+        self.retrain_runs.labels(namespace, monitor, outcome).inc()
+
+    def record_budget(self, namespace: str, monitor: str, used: int, allowed: int) -> None:
+        self.retrain_budget_used.labels(namespace, monitor).set(used)
+        self.retrain_budget_runs.labels(namespace, monitor).set(allowed)
+
     def forget(self, namespace: str, monitor: str) -> None:
         """Drop every series of a deleted monitor."""
         key = (namespace, monitor)
@@ -167,16 +192,22 @@ class Telemetry:
         for kind in self._conditions.pop(key, set()):
             for status in _STATUSES:
                 self.condition.remove(namespace, monitor, kind, status)
-        for gauge in (self.queries_per_evaluation, self.last_evaluation):
+        for gauge in (
+            self.queries_per_evaluation,
+            self.last_evaluation,
+            self.retrain_budget_used,
+            self.retrain_budget_runs,
+        ):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, monitor)
         if key in self._decided:
             self._decided.discard(key)
             for action in Action:
                 self.decision.remove(namespace, monitor, action.value)
-        for labels in list(self.decisions._metrics):  # no public API lists children
-            if labels[:2] == key:
-                self.decisions.remove(*labels)
+        for counter in (self.decisions, self.retrain_runs):
+            for labels in list(counter._metrics):  # no public API lists children
+                if labels[:2] == key:
+                    counter.remove(*labels)
         for outcome in list(self.evaluations._metrics):  # no public API lists children
             if outcome[:2] == key:
                 self.evaluations.remove(*outcome)

@@ -80,6 +80,12 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
 
 
 def _structural(node: Schema, defs: dict[str, Schema], name: str | None = None) -> Schema:
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        # Free-form objects (a workload template) are kept as written, not pruned.
+        kept: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        if "description" in node:
+            kept["description"] = node["description"]
+        return kept
     if "$ref" in node:
         ref = node["$ref"].rsplit("/", 1)[-1]
         merged = {**defs[ref], **{k: v for k, v in node.items() if k != "$ref"}}

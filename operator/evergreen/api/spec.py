@@ -20,6 +20,7 @@ from evergreen.api.base import (
     SecretKeyRef,
 )
 from evergreen.api.durations import Duration, parse_duration
+from evergreen.api.retraining import RetrainingSpec
 
 __all__ = [
     "BasicAuth",
@@ -281,12 +282,25 @@ class ModelMonitorSpec(ApiModel):
         description="Enforce acts on decisions; Observe only decides and explains.",
     )
     interval: Duration = Field(default="5m", description="How often the model is evaluated.")
+    current_version: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        max_length=63,
+        description="The model version serving now ({{version}}); promotions update status.currentVersion.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="Identity of the workloads Evergreen creates for this model (never the operator's own).",
+    )
     prometheus: PrometheusEndpoint | None = None
     drift: FeatureDrift | None = None
     prediction_drift: PredictionDrift | None = None
     data_quality: list[DataQualityCheck] = Field(default_factory=list, max_length=32)
     kpis: list[Kpi] = Field(default_factory=list, max_length=32)
     policy: DecisionPolicy = Field(default_factory=DecisionPolicy)
+    retraining: RetrainingSpec | None = None
 
     @model_validator(mode="after")
     def _sane(self) -> Self:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from evergreen.api.base import StatusModel
 from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.retraining import RetrainingStatus
 
 
 class ConditionStatus(StrEnum):
@@ -37,6 +38,8 @@ class ConditionType(StrEnum):
     DATA_QUALITY_DEGRADED = "DataQualityDegraded"
     #: A KPI is out of bounds.
     KPI_BREACHED = "KPIBreached"
+    #: A retraining run is in progress (False says why not: idle, blocked, given up).
+    RETRAINING = "Retraining"
 
 
 class Condition(StatusModel):
@@ -126,6 +129,8 @@ class ModelMonitorStatus(StatusModel):
     history: list[DecisionRecord] = Field(
         default_factory=list, description="Earlier decisions, newest last (bounded)."
     )
+    current_version: str | None = Field(default=None, description="The version serving now.")
+    retraining: RetrainingStatus = Field(default_factory=RetrainingStatus)
     assessments: list[Assessment] = Field(
         default_factory=list, description="The last evaluations' assessments, for persistence (bounded)."
     )

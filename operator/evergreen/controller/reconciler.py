@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from evergreen.actuators.retraining import RetrainingActuator, RetrainingStep, validate_template
 from evergreen.api.decisions import Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec, parse_status
@@ -89,6 +90,7 @@ class MonitorReconciler:
         self.telemetry = telemetry
         self.sources = sources or SourcePool(telemetry, settings.max_concurrent_queries)
         self.bundles = CaBundles()
+        self.retraining = RetrainingActuator(kube)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Monotonic time of the last completed reconcile step (for the liveness probe).
         self.last_step = time.monotonic()
@@ -119,13 +121,66 @@ class MonitorReconciler:
         now = self.settings.clock()
         status = parse_status(body.get("status"))
         generation = body["metadata"].get("generation")
-        if not is_due(status, generation, now):
+        new_status = status
+        events: list[EventRecord] = []
+        attempt: Attempt | None = None
+        retrained: tuple[RetrainingStep, ModelMonitorSpec] | None = None
+        seconds = 0.0
+
+        if is_due(status, generation, now):
+            started = time.perf_counter()
+            attempt = await self._attempt(body, status, now)
+            seconds = time.perf_counter() - started
+            new_status, events = self._evaluated(status, attempt, generation, now)
+
+        # Retraining runs are tracked on every tick, not only when an evaluation is due.
+        spec = self._valid_spec(body)
+        if spec is not None and (spec.retraining is not None or status.retraining.runs):
+            step = await self.retraining.reconcile(
+                body, spec, new_status.retraining, new_status.decision, new_status.current_version, now
+            )
+            conditions = merge_conditions(new_status.conditions, [step.draft], now=now, generation=generation)
+            events += step.events
+            new_status = new_status.model_copy(update={"retraining": step.status, "conditions": conditions})
+            retrained = (step, spec)
+
+        if new_status == status:
             return
+        await self.kube.replace_monitor_status(
+            namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
+        )
+        if attempt is not None:
+            self._observe(
+                namespace, name, attempt, seconds, new_status.conditions, new_status, status.decision
+            )
+        if retrained is not None:
+            self._observe_retraining(namespace, name, *retrained)
+        await self._post_events(body, events)
 
-        started = time.perf_counter()
-        attempt = await self._attempt(body, status, now)
-        seconds = time.perf_counter() - started
+    def _observe_retraining(
+        self, namespace: str, name: str, step: RetrainingStep, spec: ModelMonitorSpec
+    ) -> None:
+        for run in step.finished:
+            self.telemetry.record_run(namespace, name, run.outcome.value)
+        for _ in step.started:
+            self.telemetry.record_run(namespace, name, "Started")
+        if spec.retraining is not None:
+            self.telemetry.record_budget(
+                namespace, name, step.status.runs_in_window, spec.retraining.budget.runs
+            )
 
+    def _valid_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | None:
+        try:
+            spec = parse_spec(body.get("spec") or {})
+            validate_template(spec, require_service_account=self.settings.require_service_account)
+        except SpecError:
+            return None
+        return spec
+
+    def _evaluated(
+        self, status: ModelMonitorStatus, attempt: Attempt, generation: int | None, now: datetime
+    ) -> tuple[ModelMonitorStatus, list[EventRecord]]:
+        """Status and Events after an evaluation attempt."""
         conditions = merge_conditions(status.conditions, attempt.drafts, now=now, generation=generation)
         new_status = status.model_copy(
             update={
@@ -149,17 +204,14 @@ class MonitorReconciler:
                 }
             )
             events += decision_events(status.decision, attempt.policy.decision)
-        await self.kube.replace_monitor_status(
-            namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
-        )
-        self._observe(namespace, name, attempt, seconds, conditions, new_status, status.decision)
-        await self._post_events(body, events)
+        return new_status, events
 
     async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:
         namespace = body["metadata"]["namespace"]
         retry = timedelta(seconds=self.settings.retry_seconds)
         try:
             spec = parse_spec(body.get("spec") or {})
+            validate_template(spec, require_service_account=self.settings.require_service_account)
         except SpecError as error:
             return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(error)), None, None)
         interval = parse_duration(spec.interval)
@@ -173,7 +225,12 @@ class MonitorReconciler:
             )
             policy = None
             if not evaluation.unavailable and _informative(evaluation):
-                policy = advance(spec, evaluation, PolicyState.from_status(status))
+                policy = advance(
+                    spec,
+                    evaluation,
+                    PolicyState.from_status(status),
+                    retraining_gave_up=status.retraining.gave_up,
+                )
         except MissingReference as error:
             return Attempt(
                 "missing_reference",

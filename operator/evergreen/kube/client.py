@@ -180,3 +180,117 @@ class KubeApi:
             raise MissingReference(field, f"ConfigMap {namespace}/{name} has no key {key!r}")
         assert isinstance(data, str)
         return data
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A served resource type, as discovery reports it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+class ResourceNotServed(ClusterError):
+    """The cluster does not serve this apiVersion/kind (CRD not installed, or a typo)."""
+
+
+class WorkloadApi:
+    """Generic create/get of workload objects of any served kind, plus their pods."""
+
+    def __init__(self, kube: KubeApi) -> None:
+        self.kube = kube
+        self._resources: dict[tuple[str, str], Resource] = {}
+
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        """Discover the plural name and scope of ``kind`` (cached)."""
+        key = (api_version, kind)
+        if key in self._resources:
+            return self._resources[key]
+        group, _, version = api_version.rpartition("/")
+        try:
+            listing = await self.kube._call(self.kube.custom.get_api_resources, group, version)
+        except ApiException as error:
+            if error.status == 404:
+                raise ResourceNotServed(f"the cluster does not serve {api_version}") from error
+            raise ClusterError(f"discovering {api_version}: HTTP {error.status}") from error
+        for item in listing.resources or []:
+            if item.kind == kind and "/" not in item.name:
+                resource = Resource(group, version, item.name, kind, bool(item.namespaced))
+                self._resources[key] = resource
+                return resource
+        raise ResourceNotServed(f"the cluster serves {api_version} but no kind {kind} in it")
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body = await self.kube._call(
+                self.kube.custom.get_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                name,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise ClusterError(f"reading {resource.kind} {namespace}/{name}: HTTP {error.status}") from error
+        assert isinstance(body, dict)
+        return body
+
+    async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Create the object; False when one of that name already exists (409)."""
+        try:
+            await self.kube._call(
+                self.kube.custom.create_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                dict(body),
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            detail = _status_message(error)
+            name = body["metadata"]["name"]
+            raise WorkloadRejected(
+                f"creating {resource.kind} {namespace}/{name}: HTTP {error.status} {detail}",
+                status=error.status,
+            ) from error
+        return True
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods matching a label selector, in their JSON form."""
+        try:
+            listing = await self.kube._call(
+                self.kube.core.list_namespaced_pod, namespace, label_selector=selector
+            )
+        except ApiException as error:
+            raise ClusterError(f"listing pods {selector} in {namespace}: HTTP {error.status}") from error
+        sanitized = self.kube._api.sanitize_for_serialization(listing.items)
+        assert isinstance(sanitized, list)
+        return sanitized
+
+
+class WorkloadRejected(ClusterError):
+    """The API server refused to create a workload (invalid, forbidden): permanent for that run."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _status_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body or "{}").get("message", ""))[:500]
+    except (TypeError, ValueError):
+        return str(error.reason or "")

@@ -24,8 +24,8 @@ a little between adjacent windows, a broken pipeline moves all at once.
 **Pipeline breaks** (data-quality incidents: hold, do not retrain):
 
 - *unit change*: the current quantiles are an affine transform of the baseline's
-  (``r² >= 0.98`` over at least 4 quantile pairs) with a slope far from 1 (beyond x1.25 or
-  /1.25) or matching a known unit conversion (°C→°F is slope 1.8, offset 32), and the series
+  (``r² >= 0.98`` over at least 4 quantile pairs) with a slope far from 1 (beyond x1.5 or
+  /1.5) or matching a known unit conversion (°C→°F is slope 1.8, offset 32), and the series
   stepped;
 - *collapsed*: at least 90% of the current mass in one bucket where the baseline never had
   more than 50% (a feature stuck at a constant or a default);
@@ -39,7 +39,8 @@ a little between adjacent windows, a broken pipeline moves all at once.
 - a data-quality check out of bounds.
 
 A break stays a break while the series stays beyond its (hysteresis-lowered) threshold, even
-after the step has left both windows.
+after the step has left both windows, and keeps its most specific explanation (upstream, then
+segment, then unit change, collapse, out of range).
 
 **Real drift** is what remains at critical: gradual (no step) and not a break. Stepped series
 without a break signature are *sudden shifts*: watched, never acted on by themselves.
@@ -62,8 +63,19 @@ from evergreen.observation.evaluate import DriftResult, Evaluation
 #: Affine fits at least this good describe a transform of the same values.
 MIN_FIT = 0.98
 MIN_FIT_POINTS = 4
-#: A slope beyond this factor (either way) is a scale change, not drift.
-SCALE_FACTOR = 1.25
+#: A slope beyond this factor (either way) is a scale change, not drift. Real unit changes are
+#: large (x1000, x100, x2.54, x1.8) and most match a known conversion anyway; a sudden 1-sigma
+#: jump of a skewed feature already fits a slope of ~1.26, so the unnamed threshold stays wide.
+SCALE_FACTOR = 1.5
+#: How specific an explanation is: structural ones (many features, one segment) first.
+_SPECIFICITY = {
+    BreakKind.UPSTREAM_CHANGE: 5,
+    BreakKind.SEGMENT_BREAK: 4,
+    BreakKind.UNIT_CHANGE: 3,
+    BreakKind.COLLAPSED: 2,
+    BreakKind.OUT_OF_RANGE: 1,
+    BreakKind.DATA_QUALITY: 0,
+}
 #: Share of mass in one bucket that means "collapsed to a constant".
 COLLAPSED_SHARE = 0.9
 #: The baseline's largest bucket share above which collapse cannot be told from the feature.
@@ -166,17 +178,23 @@ def _findings_of_drift(
     for row in critical:
         found = _signature(sig, index[row.key], row.key in stepped)
         known = known_breaks.get(f"{row.key.feature}|{row.key.segment_text}")
-        if found is not None:
-            breaks[row.key] = _finding(row, row.critical, *found)
-        elif known is not None and known.kind is not None:
+        # An incident keeps its most specific explanation so far: a sticky upstream or segment
+        # break is not renamed by a per-series signature seen later in the same incident.
+        if (
+            known is not None
+            and known.kind is not None
+            and (found is None or _SPECIFICITY[known.kind] >= _SPECIFICITY[found[0]])
+        ):
             breaks[row.key] = _finding(row, row.critical, known.kind, known.detail)
+        elif found is not None:
+            breaks[row.key] = _finding(row, row.critical, *found)
 
     _segment_breaks(critical, warning, rows, stepped, breaks)
     upstream = {r.key.feature for r in critical if r.key in stepped}
     if len(upstream) >= policy.upstream_features:
         detail = f"{len(upstream)} features changed at once: {', '.join(sorted(upstream))}"
         for row in critical:
-            if row.key.feature in upstream and row.key not in breaks:
+            if row.key.feature in upstream:
                 breaks[row.key] = _finding(row, row.critical, BreakKind.UPSTREAM_CHANGE, detail)
 
     drift = [_finding(r, r.critical) for r in critical if r.key not in breaks and r.key not in stepped]
@@ -215,6 +233,8 @@ def _segment_breaks(
         names = ", ".join(r.key.segment_text for r in broken)
         for row in broken:
             known = breaks.get(row.key)
+            if known is not None and known.kind is BreakKind.SEGMENT_BREAK:
+                continue  # already explained (a sticky break from an earlier evaluation)
             how = (
                 f"{known.kind.value}: {known.detail}"
                 if known is not None and known.kind is not None

@@ -33,11 +33,11 @@ MAX_EVIDENCE = 8
 
 #: Precedence among break kinds when several are present: the most specific explanation first.
 _BREAK_ORDER = [
-    BreakKind.UNIT_CHANGE,
+    BreakKind.UPSTREAM_CHANGE,
     BreakKind.SEGMENT_BREAK,
+    BreakKind.UNIT_CHANGE,
     BreakKind.COLLAPSED,
     BreakKind.OUT_OF_RANGE,
-    BreakKind.UPSTREAM_CHANGE,
     BreakKind.DATA_QUALITY,
 ]
 
@@ -143,7 +143,7 @@ class _Decider:
         ):
             return False
         held = {(e.feature, e.segment) for e in previous.evidence}
-        seen = {(f.feature, f.segment) for f in self.current.breaks}
+        seen: set[tuple[str | None, str | None]] = {(f.feature, f.segment) for f in self.current.breaks}
         seen |= {(e.feature, e.segment) for e in self.current.data_quality_breached}
         return bool(held & seen)
 
@@ -322,8 +322,26 @@ def decide(
     assessments: Sequence[Assessment],
     previous: Decision | None,
     now: datetime,
+    *,
+    retraining_gave_up: bool = False,
 ) -> Decision:
-    """The decision for the newest assessment (``assessments`` oldest first, newest last)."""
+    """The decision for the newest assessment (``assessments`` oldest first, newest last).
+
+    When retraining has given up (``giveUpAfter`` runs in a row rejected or failed), what would
+    be a Retrain is an **Escalate** (``RetrainingNotHelping``): the concept may have moved
+    beyond what retraining can fix; feature work or a person is needed.
+    """
     if not assessments:
         raise ValueError("deciding needs at least one assessment")
-    return _Decider(spec, assessments, previous, now).decide()
+    decider = _Decider(spec, assessments, previous, now)
+    decision = decider.decide()
+    if retraining_gave_up and decision.action is Action.RETRAIN:
+        return decider.make(
+            Action.ESCALATE,
+            "RetrainingNotHelping",
+            f"{decision.message}; but recent retraining runs were rejected or failed, so retraining "
+            "is not helping: the concept may have moved beyond it (feature work needed)",
+            list(decision.evidence),
+            decision.scope,
+        )
+    return decision

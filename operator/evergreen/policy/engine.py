@@ -59,11 +59,16 @@ def _record(
     return (*closed, entry)[-HISTORY_LENGTH:]
 
 
-def advance(spec: ModelMonitorSpec, evaluation: Evaluation, state: PolicyState) -> PolicyState:
-    """Assess ``evaluation``, decide, and return the new state (pure)."""
+def advance(
+    spec: ModelMonitorSpec, evaluation: Evaluation, state: PolicyState, *, retraining_gave_up: bool = False
+) -> PolicyState:
+    """Assess ``evaluation``, decide, and return the new state (pure).
+
+    ``retraining_gave_up``: runs kept failing validation; a Retrain becomes an escalation.
+    """
     now = evaluation.time
     assessment = assess(spec, evaluation, state.assessment)
     assessments = (*state.assessments, assessment)[-spec.policy.persistence.of :]
-    decision = decide(spec, assessments, state.decision, now)
+    decision = decide(spec, assessments, state.decision, now, retraining_gave_up=retraining_gave_up)
     history = _record(state.history, state.decision, decision, now)
     return PolicyState(assessments, decision, history)

@@ -1,0 +1,1 @@
+"""Retraining: guardrails, the validation gate and the life of a run (pure)."""
