@@ -147,9 +147,29 @@ def _condition_cases(cases: Cases) -> None:
         )
 
 
+def _decision_cases(cases: Cases) -> None:
+    """Decision alerts fire while the monitor is in that decision, and stop when it leaves it."""
+    decisions = [("EvergreenDataQualityHold", "HoldForDataQuality"), ("EvergreenEscalated", "Escalate")]
+    for alert, action in decisions:
+        labels = cases.monitor_labels(action=action)
+        series = [
+            _series("evergreen_decision", labels, "0x5 1x10 0x10"),
+            _series("evergreen_decision", cases.monitor_labels(action="Watch"), "1x5 0x20"),
+        ]
+        cases.add(
+            series,
+            [
+                ("3m", alert, []),
+                ("8m", alert, [cases.expect(alert, labels)]),
+                ("20m", alert, []),
+            ],
+        )
+
+
 def _build_cases(rules: Mapping[str, Any], job: str) -> Cases:
     cases = Cases(rules, job)
     _condition_cases(cases)
+    _decision_cases(cases)
 
     # A condition that held for less than `for` and then cleared never fires.
     drifting = cases.monitor_labels(type="Drifting", status="True")
@@ -233,7 +253,7 @@ def _promtool(promtool: Path, *args: str | Path) -> subprocess.CompletedProcess[
 def test_the_rules_are_valid(promtool: Path, rules_file: Path) -> None:
     result = _promtool(promtool, "check", "rules", rules_file)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_the_alerts_fire_when_and_only_when_they_should(

@@ -109,6 +109,9 @@ NAMESPACED_RULES: set[Rule] = {
     ("", "events", "patch"),
     ("", "secrets", "get"),
     ("", "configmaps", "get"),
+    ("batch", "jobs", "get"),
+    ("batch", "jobs", "create"),
+    ("", "pods", "list"),
 }
 CRD_RULES: set[Rule] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
@@ -552,6 +555,15 @@ def test_an_existing_service_account_is_used_and_bound(chart: Chart) -> None:
     assert subjects == [{"kind": "ServiceAccount", "name": "ml-operator", "namespace": NAMESPACE}]
 
 
+def test_custom_workload_kinds_get_exactly_get_and_create(chart: Chart) -> None:
+    values = {"rbac": {"workloads": [{"apiGroup": "kubeflow.org", "resources": ["pytorchjobs"]}]}}
+    role = next(m for m in chart.render(values) if m["kind"] == "ClusterRole")
+    assert _rules(role) == NAMESPACED_RULES | CRD_RULES | {
+        ("kubeflow.org", "pytorchjobs", "get"),
+        ("kubeflow.org", "pytorchjobs", "create"),
+    }
+
+
 def test_rbac_can_be_left_to_the_cluster_admin(chart: Chart) -> None:
     kinds = {m["kind"] for m in chart.render({"rbac": {"create": False}})}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -593,7 +605,7 @@ def test_alerts_select_the_operator_job_and_carry_their_labels(chart: Chart) -> 
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     job = one(manifests, "Service")["metadata"]["name"]  # a ServiceMonitor's target job
     alerts = [r for group in rules_of(manifests)["groups"] for r in group["rules"]]
-    assert len(alerts) == 8
+    assert len(alerts) == 10
     for alert in alerts:
         assert f'job="{job}"' in alert["expr"], alert["alert"]
         assert alert["labels"]["team"] == "ml"

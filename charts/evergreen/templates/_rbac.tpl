@@ -31,6 +31,21 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# Retraining runs: create a run's Job (named after its run number, so a retry gets 409 and
+# adopts it) and read it back; Jobs are deleted through their owner, the ModelMonitor.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "create"]
+# A finished run's pods: the candidate's version and metrics are in a termination message.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+{{- range .Values.rbac.workloads }}
+# Retraining runs of a custom workload kind (values: rbac.workloads).
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: {{ toJson .resources }}
+  verbs: ["get", "create"]
+{{- end }}
 {{- end }}
 
 {{- define "evergreen.rules.clusterScoped" -}}

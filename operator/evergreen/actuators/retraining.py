@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from evergreen.actuators.workload_template import RunContext, render_workload, run_selector
@@ -78,7 +78,7 @@ def validate_template(spec: ModelMonitorSpec, *, require_service_account: bool) 
         run=1,
         workload_name="validation",
         trigger="Validation",
-        now=datetime(2000, 1, 1),
+        now=datetime(2000, 1, 1, tzinfo=UTC),
         service_account=spec.service_account_name,
     )
     render_workload(retraining.template, context)

@@ -1,0 +1,402 @@
+"""Retraining end to end: the operator creates workloads, tests play the Job controller.
+
+The emulator runs no controllers, so a test does what the Job controller and kubelet would:
+it creates the run's pod with a termination message and marks the Job Complete (or Failed).
+Monitors watch one KPI set above what the live traffic achieves (precision 0.92 < 0.99), so
+the engine decides ``Retrain`` (ConceptDrift) within two evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client import BatchV1Api, V1Container, V1ObjectMeta, V1Pod, V1PodSpec
+
+from evergreen.actuators.workload_template import run_selector
+from evergreen.api.resource import GROUP, PLURAL, VERSION
+from evergreen.retraining.runs import run_name
+from evergreen.simulation import PrometheusServer
+from tests.e2e.conftest import NAMESPACE, Cluster, OperatorProcess, operator_settings, wait_for
+from tests.support.kube_server import set_status
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
+
+PRECISION = (
+    'sum(increase(model_label_outcomes_total{model="{{model}}",outcome="tp"}[10s]))'
+    ' / sum(increase(model_label_outcomes_total{model="{{model}}",outcome=~"tp|fp"}[10s]))'
+)
+JOB_TEMPLATE: dict[str, Any] = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"labels": {"team": "fraud"}},
+    "spec": {
+        "backoffLimit": 0,
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "train",
+                        "image": "registry.example/fraud-trainer:3",
+                        "env": [{"name": "EVERGREEN_MODEL", "value": "set-by-the-team"}],
+                    }
+                ],
+            }
+        },
+    },
+}
+
+
+def spec(**retraining: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "template": JOB_TEMPLATE,
+        "validation": {"metric": "auc", "minImprovement": 0.01},
+        "cooldown": "0s",
+        "budget": {"runs": 10, "per": "1h"},
+        "giveUpAfter": 2,
+    }
+    settings.update(retraining)
+    return {
+        "model": "fraud-detector",
+        "interval": "1s",
+        "currentVersion": "v1",
+        "serviceAccountName": "fraud-trainer",
+        "kpis": [{"name": "precision", "query": PRECISION, "min": 0.99}],
+        "retraining": settings,
+    }
+
+
+def jobs(cluster: Cluster, monitor: str) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in run_selector(monitor).items())
+    items = BatchV1Api(cluster.api).list_namespaced_job(NAMESPACE, label_selector=selector).items
+    return [cluster.api.sanitize_for_serialization(job) for job in items]  # type: ignore[no-untyped-call]
+
+
+def retraining(cluster: Cluster, name: str) -> dict[str, Any]:
+    status = cluster.monitor(name).get("status", {})
+    result = status.get("retraining", {})
+    assert isinstance(result, dict)
+    return result
+
+
+def finish_job(cluster: Cluster, monitor: str, run: int, job: str, result: dict[str, Any] | str) -> None:
+    """Play the Job controller and the kubelet: a terminated pod with a message, a Complete Job."""
+    message = result if isinstance(result, str) else json.dumps(result)
+    cluster.core.create_namespaced_pod(
+        NAMESPACE,
+        V1Pod(
+            metadata=V1ObjectMeta(name=f"{job}-pod", labels={**run_selector(monitor, run), "job-name": job}),
+            spec=V1PodSpec(containers=[V1Container(name="train", image="registry.example/fraud-trainer:3")]),
+        ),
+    )
+    set_status(
+        cluster.api,
+        api_version="v1",
+        plural="pods",
+        namespace=NAMESPACE,
+        name=f"{job}-pod",
+        status={
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {
+                    "name": "train",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "trainer",
+                    "imageID": "",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "message": message,
+                            "finishedAt": "2026-01-01T00:00:00Z",
+                        }
+                    },
+                }
+            ],
+        },
+    )
+    set_status(
+        cluster.api,
+        api_version="batch/v1",
+        plural="jobs",
+        namespace=NAMESPACE,
+        name=job,
+        status={"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    )
+
+
+def job_exists(cluster: Cluster, monitor: str, name: str) -> bool:
+    return any(job["metadata"]["name"] == name for job in jobs(cluster, monitor))
+
+
+def run_outcome(cluster: Cluster, name: str, run: int) -> str | None:
+    for entry in retraining(cluster, name).get("runs", []):
+        if entry["run"] == run and entry["outcome"] not in ("Pending", "Running"):
+            return str(entry["outcome"])
+    return None
+
+
+def result(version: str, auc: float, baseline: float = 0.90) -> dict[str, Any]:
+    return {
+        "version": version,
+        "metrics": {"auc": auc},
+        "baseline": {"version": "v1", "metrics": {"auc": baseline}},
+    }
+
+
+def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: PrometheusServer) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        monitor = cluster.create_monitor("fraud", spec())
+        uid = monitor["metadata"]["uid"]
+
+        created = wait_for("a retraining Job", lambda: jobs(cluster, "fraud"))
+        assert len(created) == 1
+        job = created[0]
+        assert job["metadata"]["name"] == run_name("fraud", uid, 1)
+        owner = job["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("ModelMonitor", uid, True)
+        pod_spec = job["spec"]["template"]["spec"]
+        assert pod_spec["serviceAccountName"] == "fraud-trainer"
+        env = {e["name"]: e.get("value") for e in pod_spec["containers"][0]["env"]}
+        assert env["EVERGREEN_MODEL"] == "set-by-the-team"  # what the team set is never overwritten
+        assert env["EVERGREEN_TRIGGER"] == "ConceptDrift"
+        assert env["EVERGREEN_CURRENT_VERSION"] == "v1"
+        assert env["EVERGREEN_MONITOR"] == "ml/fraud"
+        assert job["metadata"]["labels"]["team"] == "fraud"
+        assert cluster.condition("fraud", "Retraining")["status"] == "True"  # type: ignore[index]
+
+        # A better candidate passes the gate and becomes eligible for rollout.
+        finish_job(cluster, "fraud", 1, job["metadata"]["name"], result("v2", 0.93))
+        wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
+        status = retraining(cluster, "fraud")
+        assert status["candidate"]["version"] == "v2"
+        assert "auc 0.93 vs 0.9 (v1)" in status["runs"][0]["reason"]
+        assert ("Normal", "CandidateAccepted") in [e[:2] for e in cluster.events("fraud")]
+        # While it awaits rollout, no new run starts (the KPI is still breached).
+        wait_for(
+            "CandidatePending",
+            lambda: (retraining(cluster, "fraud").get("blocked") or {}).get("reason") == "CandidatePending",
+        )
+        assert len(jobs(cluster, "fraud")) == 1
+
+        # GitOps rolls v2 out; retraining resumes, and two worse candidates in a row give up.
+        cluster.patch_spec("fraud", {"currentVersion": "v2"})
+        for run in (2, 3):
+            job_name = run_name("fraud", uid, run)
+            wait_for(f"run {run}", lambda: job_exists(cluster, "fraud", job_name))  # noqa: B023
+            finish_job(cluster, "fraud", run, job_name, result(f"v{run + 1}", 0.91, baseline=0.93))
+            wait_for(f"run {run} rejected", lambda: run_outcome(cluster, "fraud", run) == "Rejected")  # noqa: B023
+
+        condition = wait_for(
+            "Retraining=False RetrainingNotHelping",
+            lambda: (
+                (c := cluster.condition("fraud", "Retraining"))
+                and c["reason"] == "RetrainingNotHelping"
+                and c
+            ),
+        )
+        assert "2 consecutive runs" in condition["message"]
+        decision = wait_for(
+            "an escalation",
+            lambda: (d := cluster.monitor("fraud")["status"]["decision"])["action"] == "Escalate" and d,
+        )
+        assert decision["reason"] == "RetrainingNotHelping"
+        reasons = [e[1] for e in cluster.events("fraud")]
+        assert "CandidateRejected" in reasons and "RetrainingNotHelping" in reasons
+        assert len(jobs(cluster, "fraud")) == 3  # stopped: no fourth run
+
+        # A person acts: a manual request runs once, whatever the escalation.
+        retraining_spec = spec()["retraining"]
+        cluster.patch_spec(
+            "fraud", {"retraining": {**retraining_spec, "request": {"id": "after-feature-fix"}}}
+        )
+        fourth = wait_for(
+            "a manual run",
+            lambda: [j for j in jobs(cluster, "fraud") if j["metadata"]["name"] == run_name("fraud", uid, 4)],
+        )
+        env = {
+            e["name"]: e.get("value") for e in fourth[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["EVERGREEN_TRIGGER"] == "Manual:after-feature-fix"
+        assert env["EVERGREEN_REQUEST_ID"] == "after-feature-fix"
+        assert retraining(cluster, "fraud")["handledRequest"] == "after-feature-fix"
+
+
+def test_guardrails_block_with_a_recorded_reason(cluster: Cluster, live_prometheus: PrometheusServer) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        monitor = cluster.create_monitor("fraud", spec(budget={"runs": 1, "per": "1h"}, giveUpAfter=5))
+        uid = monitor["metadata"]["uid"]
+        wait_for("a retraining Job", lambda: jobs(cluster, "fraud"))
+        finish_job(cluster, "fraud", 1, run_name("fraud", uid, 1), "this is not JSON")
+        wait_for("run 1 failed", lambda: run_outcome(cluster, "fraud", 1) == "Failed")
+        run = retraining(cluster, "fraud")["runs"][0]
+        assert "no usable result" in run["reason"] and "termination message" in run["reason"]
+
+        blocked = wait_for("a blocked Retrain", lambda: retraining(cluster, "fraud").get("blocked"))
+        assert blocked["reason"] == "Budget"
+        assert "1 of 1 runs used in the last 1h" in blocked["message"]
+        assert blocked["until"] is not None
+        assert retraining(cluster, "fraud")["nextAllowedTime"] == blocked["until"]
+        assert ("Normal", "RetrainBlocked") in [e[:2] for e in cluster.events("fraud")]
+        condition = cluster.condition("fraud", "Retraining")
+        assert condition is not None and condition["reason"] == "Blocked"
+        assert len(jobs(cluster, "fraud")) == 1
+
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.patch_spec(
+            "fraud", {"retraining": spec(budget={"runs": 5, "per": "1h"}, cooldown="1h")["retraining"]}
+        )
+        blocked = wait_for(
+            "a cooldown",
+            lambda: (b := retraining(cluster, "fraud").get("blocked")) and b["reason"] == "Cooldown" and b,
+        )
+        assert "cooldown is 1h" in blocked["message"]
+        assert len(jobs(cluster, "fraud")) == 1
+
+
+def test_exactly_once_across_restarts_and_racing_replicas(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    # A crash after creating the workload but before recording it: the Job already exists.
+    monitor = cluster.create_monitor("fraud", spec())
+    uid = monitor["metadata"]["uid"]
+    leftover = json.loads(json.dumps(JOB_TEMPLATE))
+    leftover["metadata"] = {
+        "name": run_name("fraud", uid, 1),
+        "labels": run_selector("fraud", 1),
+        "ownerReferences": [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelMonitor",
+                "name": "fraud",
+                "uid": uid,
+                "controller": True,
+            }
+        ],
+    }
+    BatchV1Api(cluster.api).create_namespaced_job(NAMESPACE, leftover)
+
+    # Two operators at once (a rollout overlapping the old pod): they race for the same run.
+    settings = operator_settings(live_prometheus.url)
+    with OperatorProcess(cluster, settings), OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        wait_for("run 1 recorded", lambda: retraining(cluster, "fraud").get("runs"))
+        wait_for("run 1 running", lambda: retraining(cluster, "fraud")["runs"][0]["outcome"] == "Running")
+    assert [j["metadata"]["name"] for j in jobs(cluster, "fraud")] == [run_name("fraud", uid, 1)]
+    assert retraining(cluster, "fraud")["nextRun"] == 2
+
+    # The operator restarts mid-run and tracks the same run to its verdict.
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        finish_job(cluster, "fraud", 1, run_name("fraud", uid, 1), result("v2", 0.95))
+        wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
+        assert len(jobs(cluster, "fraud")) == 1
+        assert [r["run"] for r in retraining(cluster, "fraud")["runs"]] == [1]
+
+        # Deleting the monitor deletes its workloads (owner references), once the operator has
+        # released its finalizer (kopf holds one while the monitor's timer runs).
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "fraud")
+        wait_for("the Job garbage-collected", lambda: not jobs(cluster, "fraud"))
+
+
+def test_a_custom_workload_kind_completes_through_its_declared_condition(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    cluster.server.declare_custom_resource("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
+    template = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {
+            "pytorchReplicaSpecs": {
+                role: {
+                    "replicas": replicas,
+                    "template": {
+                        "spec": {"containers": [{"name": "pytorch", "image": "registry.example/fraud-ddp:3"}]}
+                    },
+                }
+                for role, replicas in (("Master", 1), ("Worker", 4))
+            }
+        },
+    }
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        monitor = cluster.create_monitor(
+            "fraud",
+            spec(
+                template=template,
+                success={"conditionType": "Succeeded"},
+                failure={"conditionType": "Failed"},
+                result={"fieldPath": "status.evergreenResult"},
+            ),
+        )
+        name = run_name("fraud", monitor["metadata"]["uid"], 1)
+
+        def created() -> dict[str, Any] | None:
+            try:
+                body = cluster.custom.get_namespaced_custom_object(
+                    "kubeflow.org", "v1", NAMESPACE, "pytorchjobs", name
+                )
+            except Exception:
+                return None
+            assert isinstance(body, dict)
+            return body
+
+        job = wait_for("a PyTorchJob", created)
+        for role in ("Master", "Worker"):
+            pod_spec = job["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]
+            assert pod_spec["serviceAccountName"] == "fraud-trainer"
+            assert any(
+                e["name"] == "EVERGREEN_RUN" and e["value"] == "1" for e in pod_spec["containers"][0]["env"]
+            )
+        set_status(
+            cluster.api,
+            api_version="kubeflow.org/v1",
+            plural="pytorchjobs",
+            namespace=NAMESPACE,
+            name=name,
+            status={
+                "conditions": [{"type": "Succeeded", "status": "True"}],
+                "evergreenResult": json.dumps(result("v2", 0.95)),
+            },
+        )
+        wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
+
+
+def test_bad_retraining_input_is_named_and_isolated(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    no_containers = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {}}}}
+    unknown = {
+        "apiVersion": "example.com/v1",
+        "kind": "Trainer",
+        "spec": {"template": {"spec": {"containers": [{"name": "t", "image": "t"}]}}},
+    }
+    settings = operator_settings(live_prometheus.url, require_service_account=True)
+    with OperatorProcess(cluster, settings):
+        cluster.create_monitor("good", spec())
+        cluster.create_monitor("no-containers", spec(template=no_containers))
+        cluster.create_monitor("unknown-kind", spec(template=unknown))
+        anonymous = spec()
+        del anonymous["serviceAccountName"]
+        cluster.create_monitor("anonymous", anonymous)
+
+        def ready_false(name: str) -> dict[str, Any] | None:
+            c = cluster.condition(name, "Ready")
+            return c if c and c["status"] == "False" else None
+
+        invalid = wait_for("no-containers rejected", lambda: ready_false("no-containers"))
+        assert invalid["reason"] == "InvalidSpec"
+        assert invalid["message"].startswith("spec.retraining.template")
+        assert "container" in invalid["message"]
+        missing = wait_for("anonymous rejected", lambda: ready_false("anonymous"))
+        assert missing["message"].startswith("spec.serviceAccountName:")
+        kind = wait_for(
+            "unknown kind reported",
+            lambda: (
+                (c := cluster.condition("unknown-kind", "Retraining")) and c["reason"] == "UnknownKind" and c
+            ),
+        )
+        assert kind["message"].startswith("spec.retraining.template.kind:")
+        assert "example.com/v1" in kind["message"]
+        # The healthy monitor is not disturbed: it evaluates, decides and starts its run.
+        wait_for("good's retraining Job", lambda: jobs(cluster, "good"))
+        assert not jobs(cluster, "no-containers") and not jobs(cluster, "anonymous")
