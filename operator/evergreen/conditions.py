@@ -33,6 +33,7 @@ ORDER = [
     ConditionType.DATA_QUALITY_DEGRADED,
     ConditionType.KPI_BREACHED,
     ConditionType.RETRAINING,
+    ConditionType.ROLLOUT,
 ]
 
 

@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy import stats
+from scipy import special, stats
 from scipy.spatial import distance
 
 from evergreen.analysis import (
     AlignedHistograms,
     DriftMethod,
     SeriesKey,
+    WindowPair,
     chi_square,
     drift_scores,
     effective_samples,
@@ -421,3 +422,61 @@ def test_top_returns_the_highest_scores_without_nan() -> None:
     assert [score for _, score in top] == [0.25, 0.25, 0.125]
     assert len(scores.top(10)) == 4
     assert scores.top(0) == []
+
+
+# --- the shared-work shortcuts equal the plain formulas -----------------------------------
+
+
+def plain_statistics(baseline: FloatArray, current: FloatArray) -> dict[str, FloatArray]:
+    """PSI, balanced V and the chi-square p-value by the plain, one-array-per-step formulas."""
+    b_total, c_total = baseline.sum(axis=1), current.sum(axis=1)
+    no_data = ~((np.isfinite(b_total) & (b_total > 0)) & (np.isfinite(c_total) & (c_total > 0)))
+    p = baseline / np.where(no_data, 1.0, b_total)[:, np.newaxis]
+    q = current / np.where(no_data, 1.0, c_total)[:, np.newaxis]
+    used = p + q > 0
+    scale = 1 + np.count_nonzero(used, axis=1)[:, np.newaxis] * PSI_EPSILON
+    p_s = np.where(used, (p + PSI_EPSILON) / scale, 1.0)
+    q_s = np.where(used, (q + PSI_EPSILON) / scale, 1.0)
+    column = baseline + current
+    in_table = column > 0
+    gap = (p - q) ** 2
+    per_count = np.divide(gap, column, out=np.zeros_like(gap), where=in_table)
+    statistic = b_total * c_total * np.sum(per_count, axis=1)
+    per_share = np.divide(gap, p + q, out=np.zeros_like(gap), where=in_table)
+    dof = np.maximum(np.count_nonzero(in_table, axis=1) - 1, 0)
+    p_value = np.where(dof > 0, special.chdtrc(np.maximum(dof, 1), statistic), 1.0)
+    return {
+        "psi": np.where(no_data, math.nan, np.sum((q_s - p_s) * np.log(q_s / p_s), axis=1)),
+        "balanced_v": np.where(no_data, math.nan, np.sqrt(np.clip(np.sum(per_share, axis=1) / 2, 0, 1))),
+        "p_value": np.where(no_data, math.nan, p_value),
+        "statistic": np.where(no_data, math.nan, statistic),
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_statistics_equal_the_plain_formulas_bit_for_bit(seed: int) -> None:
+    baseline, current = random_counts(seed)
+    baseline[0] = 0  # a row without data
+    baseline[1, 3] = math.nan  # a row with an unknown count
+    expected = plain_statistics(baseline, current)
+    windows = WindowPair(baseline, current)
+    chi = windows.chi_square()
+    actual = {
+        "psi": windows.psi(),
+        "balanced_v": windows.balanced_v(),
+        "p_value": windows.chi_square_p_value(),
+        "statistic": chi.statistic,
+    }
+    for name, values in expected.items():
+        assert np.array_equal(actual[name], values, equal_nan=True), name
+    assert np.array_equal(chi.p_value, expected["p_value"], equal_nan=True)
+    assert np.array_equal(chi.balanced_v, expected["balanced_v"], equal_nan=True)
+
+
+def test_window_pair_stacks_both_windows() -> None:
+    baseline, current = rows([1, 2], [3, 4]), rows([5, 6], [7, 8])
+    windows = WindowPair(baseline, current)
+    assert windows.counts.shape == (2, 2, 2)
+    assert windows.baseline.tolist() == baseline.tolist() and windows.current.tolist() == current.tolist()
+    assert windows.totals.tolist() == [[3, 7], [11, 15]]
+    assert windows.p == pytest.approx(np.array([[1 / 3, 2 / 3], [3 / 7, 4 / 7]]))

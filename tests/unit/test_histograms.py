@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from evergreen.analysis import (
     DriftMethod,
@@ -16,6 +17,7 @@ from evergreen.analysis import (
     SeriesKey,
     align,
     drift_scores,
+    parsing,
     samples_from_vector,
 )
 from evergreen.analysis.parsing import Sample
@@ -353,3 +355,104 @@ def test_many_segment_labels_with_a_huge_label_space() -> None:
     assert len(parsed) == 9
     assert parsed.keys[3] == SeriesKey("x", tuple((name, "3") for name in names))
     assert parsed.cumulative[:, 0].tolist() == list(range(9))
+
+
+# --- parsing edge cases and a plain reference ---------------------------------------------
+
+
+def test_more_than_256_distinct_label_values() -> None:
+    samples: list[Sample] = [({"feature": f"f{i:03d}", "le": "+Inf"}, i) for i in range(300)]
+    parsed = HistogramSet.from_samples(list(reversed(samples)), feature_label="feature")
+    assert parsed.keys == tuple(SeriesKey(f"f{i:03d}") for i in range(300))
+    assert parsed.cumulative[:, 0].tolist() == list(range(300))
+
+
+def test_more_distinct_texts_than_character_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = family({(f, s): [("1", 1), ("+Inf", 2)] for f in "abc" for s in ("x", "y", None)})
+    expected = parse(samples)
+    monkeypatch.setattr(parsing, "CHARACTER_CODES", 2)
+    fallback = parse(samples)
+    assert fallback.keys == expected.keys
+    assert np.array_equal(fallback.cumulative, expected.cumulative)
+
+
+def test_a_sparse_label_space_keeps_keys_sorted() -> None:
+    # 40 features x 40 segments could combine into 1,600 series; only 40 exist.
+    names = [f"n{i:02d}" for i in range(40)]
+    samples = family({(name, name[::-1]): [("+Inf", i)] for i, name in enumerate(reversed(names))})
+    parsed = parse(samples)
+    assert parsed.keys == tuple(sorted(key(name, name[::-1]) for name in names))
+    assert parsed.cumulative[:, 0].tolist() == list(reversed(range(40)))
+
+
+def test_with_totals_sorts_a_set_built_out_of_order() -> None:
+    unsorted = HistogramSet(
+        keys=(key("b", "s"), key("a", "t"), key("a", "s")),
+        upper_bounds=np.array([1.0, INF]),
+        cumulative=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+    )
+    totalled = unsorted.with_totals()
+    assert totalled.keys == (key("a"), key("a", "s"), key("a", "t"), key("b"), key("b", "s"))
+    assert totalled.cumulative.tolist() == [[8, 10], [5, 6], [3, 4], [1, 2], [1, 2]]
+
+
+labels_of = st.fixed_dictionaries(
+    {"le": st.sampled_from(["1", "1.0", "2.5", "+Inf"])},
+    optional={
+        "feature": st.sampled_from(["a", "b", ""]),
+        "segment": st.sampled_from(["x", "y", ""]),
+        "pod": st.sampled_from(["p", "q"]),
+    },
+)
+values_of = st.one_of(st.floats(0, 1e6), st.just(math.nan), st.just(INF))
+
+
+def reference_parse(samples: list[Sample]) -> dict[tuple[SeriesKey, float], float]:
+    """Counts per (key, bound), summed one sample after the other; NaN for unknown."""
+    cells: dict[tuple[SeriesKey, float], float] = {}
+    for labels, value in samples:
+        if "feature" not in labels or "le" not in labels:
+            continue
+        count = float(value) if math.isfinite(float(value)) else math.nan
+        cell = (key(labels["feature"], labels.get("segment", "")), float(labels["le"]))
+        cells[cell] = cells.get(cell, 0.0) + count
+    return cells
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(labels_of, values_of), max_size=40))
+def test_parsing_matches_a_plain_reference_exactly(samples: list[Sample]) -> None:
+    parsed = parse(samples)
+    expected = reference_parse(samples)
+    assert list(parsed.keys) == sorted({series for series, _ in expected})
+    assert parsed.samples_without_bound == 0
+    assert parsed.samples_without_feature == sum("feature" not in labels for labels, _ in samples)
+    bounds = parsed.upper_bounds.tolist()
+    assert bounds == sorted({bound for _, bound in expected} | {INF})
+    for row, series in enumerate(parsed.keys):
+        for column, bound in enumerate(bounds):
+            value = parsed.cumulative[row, column]
+            want = expected.get((series, bound), math.nan)
+            assert value == want or (math.isnan(value) and math.isnan(want))
+
+
+def plain_align(baseline: HistogramSet, current: HistogramSet) -> tuple[np.ndarray, np.ndarray]:
+    """align()'s per-bin counts by the plain formulas, for windows on the same keys and bounds."""
+    known = ~np.isnan(baseline.cumulative) & ~np.isnan(current.cumulative)
+    counts = []
+    for window in (baseline, current):
+        floored = np.where(known, np.maximum(window.cumulative, 0.0), 0.0)
+        counts.append(np.diff(np.maximum.accumulate(floored, axis=1), axis=1, prepend=0.0))
+    return counts[0], counts[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, (2, 5, 6), elements=st.one_of(st.floats(-10, 1e6), st.just(math.nan))))
+def test_align_equals_the_plain_formulas_bit_for_bit(cumulative: np.ndarray) -> None:
+    keys = tuple(key(f"f{row}", "s") for row in range(5))
+    bounds = np.array([0.5, 1, 2, 4, 8, INF])
+    windows = [HistogramSet(keys=keys, upper_bounds=bounds, cumulative=part) for part in cumulative]
+    aligned = align(*windows)
+    baseline, current = plain_align(*windows)
+    assert np.array_equal(aligned.baseline, baseline) and np.array_equal(aligned.current, current)
+    assert np.array_equal(aligned.known_bounds, ~np.isnan(cumulative).any(axis=0))

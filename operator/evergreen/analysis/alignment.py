@@ -52,7 +52,10 @@ class AlignedHistograms:
     @property
     def bins(self) -> IntArray:
         """How many bins each series is compared over."""
-        counts: IntArray = np.count_nonzero(self.known_bounds, axis=1)
+        known = self.known_bounds
+        if known.all():
+            return np.full(known.shape[0], known.shape[1], dtype=np.intp)
+        counts: IntArray = np.count_nonzero(known, axis=1)
         return counts
 
 
@@ -65,52 +68,80 @@ def align(baseline: HistogramSet, current: HistogramSet) -> AlignedHistograms:
     the previous known bound in both windows (from 0 before the first). A running maximum
     along the bounds repairs non-monotonic cumulative counts and negative counts become 0.
     """
-    # Usually both windows hold the same series: then the union is either window's keys.
+    # Usually both windows hold the same series on the same bounds: then the union is either
+    # window's keys and bounds, and nothing needs spreading.
     if baseline.keys == current.keys:
         keys = baseline.keys
     else:
         keys = tuple(sorted(set(baseline.keys) | set(current.keys)))
-    bounds = np.union1d(baseline.upper_bounds, current.upper_bounds)
-    baseline_cumulative = _spread(baseline, keys, bounds)
-    current_cumulative = _spread(current, keys, bounds)
+    if _same_bounds(baseline.upper_bounds, current.upper_bounds):
+        bounds = baseline.upper_bounds
+    else:
+        bounds = np.union1d(baseline.upper_bounds, current.upper_bounds)
+    # Both windows in one (bound, window, series) array: every step below is one numpy call
+    # for both, and each step along the bounds works on contiguous rows.
+    cumulative = np.empty((bounds.size, 2, len(keys)))
+    _spread(baseline, keys, bounds, out=cumulative[:, 0])
+    _spread(current, keys, bounds, out=cumulative[:, 1])
 
-    known = ~np.isnan(baseline_cumulative) & ~np.isnan(current_cumulative)
-    baseline_cumulative = _repaired(baseline_cumulative, known)
-    current_cumulative = _repaired(current_cumulative, known)
+    np.maximum(cumulative, 0.0, out=cumulative)
+    unknown = np.isnan(cumulative)
+    if unknown.any():
+        known = ~(unknown[:, 0] | unknown[:, 1])
+        # Carrying the last known count forward and then taking the running maximum is the
+        # same as the running maximum of the known counts alone, starting from 0.
+        np.copyto(cumulative, 0.0, where=~known[:, np.newaxis])
+        known_bounds = np.ascontiguousarray(known.T)
+    else:
+        known_bounds = np.ones((len(keys), bounds.size), dtype=bool)
+    _running_maximum(cumulative)
+
+    counts = np.empty_like(cumulative)
+    counts[0] = cumulative[0]
+    np.subtract(cumulative[1:], cumulative[:-1], out=counts[1:])
+    # Back to one C-ordered (series, bin) array per window for the statistics.
+    counts = np.ascontiguousarray(counts.transpose(1, 2, 0))
+    totals = cumulative[-1].copy()
     return AlignedHistograms(
         keys=keys,
         upper_bounds=bounds,
-        baseline=np.diff(baseline_cumulative, axis=1, prepend=0.0),
-        current=np.diff(current_cumulative, axis=1, prepend=0.0),
-        baseline_total=baseline_cumulative[:, -1].copy(),
-        current_total=current_cumulative[:, -1].copy(),
-        known_bounds=known,
+        baseline=counts[0],
+        current=counts[1],
+        baseline_total=totals[0],
+        current_total=totals[1],
+        known_bounds=known_bounds,
     )
 
 
-def _spread(histograms: HistogramSet, keys: tuple[SeriesKey, ...], bounds: FloatArray) -> FloatArray:
-    """The window's cumulative counts on the union rows and bounds.
+def _same_bounds(a: FloatArray, b: FloatArray) -> bool:
+    return a.size == b.size and bool((a == b).all())
 
-    Rows of series the window lacks are zero at every bound (it saw no traffic there); other
-    cells the window lacks are NaN (the bound is unknown to it).
+
+def _spread(
+    histograms: HistogramSet, keys: tuple[SeriesKey, ...], bounds: FloatArray, out: FloatArray
+) -> None:
+    """Write the window's cumulative counts on the union rows and bounds into ``out``.
+
+    ``out`` is ``(bound, series)``. Rows of series the window lacks are zero at every bound
+    (it saw no traffic there); other cells the window lacks are NaN (the bound is unknown to
+    it).
     """
     if histograms.keys == keys and histograms.upper_bounds.size == bounds.size:
-        return np.array(histograms.cumulative)
-    spread = np.zeros((len(keys), bounds.size))
+        out[...] = histograms.cumulative.T
+        return
+    out.fill(0.0)
     row_of = {key: row for row, key in enumerate(keys)}
     rows = np.fromiter(map(row_of.__getitem__, histograms.keys), dtype=np.intp, count=len(histograms.keys))
     columns = np.searchsorted(bounds, histograms.upper_bounds)
-    spread[rows] = np.nan
-    spread[np.ix_(rows, columns)] = histograms.cumulative
-    return spread
+    out[:, rows] = np.nan
+    out[np.ix_(columns, rows)] = histograms.cumulative.T
 
 
-def _repaired(cumulative: FloatArray, known: BoolArray) -> FloatArray:
-    """Running maximum over the known bounds, carried forward over the unknown ones.
+def _running_maximum(cumulative: FloatArray) -> None:
+    """The running maximum along the first axis, in place.
 
-    Carrying the last known count forward and then taking the running maximum is the same
-    as the running maximum of the known counts alone, starting from 0, which also clips
-    negative counts.
+    One call per bound on contiguous rows: ``np.maximum.accumulate`` along a short axis costs
+    several times more, and a maximum is exact in any order.
     """
-    floored = np.where(known, np.maximum(cumulative, 0.0), 0.0)
-    return np.maximum.accumulate(floored, axis=1)
+    for row in range(1, cumulative.shape[0]):
+        np.maximum(cumulative[row - 1], cumulative[row], out=cumulative[row])

@@ -72,7 +72,6 @@ def drift_scores(method: DriftMethod | str, aligned: AlignedHistograms) -> Drift
     """
     method = _method(method)
     windows = statistics.WindowPair(aligned.baseline, aligned.current)
-    test = windows.chi_square()
     if method is DriftMethod.PSI:
         score = windows.psi()
     elif method is DriftMethod.JENSENSHANNON:
@@ -82,7 +81,7 @@ def drift_scores(method: DriftMethod | str, aligned: AlignedHistograms) -> Drift
     elif method is DriftMethod.WASSERSTEIN:
         score = windows.wasserstein(aligned.upper_bounds, aligned.known_bounds)
     else:
-        score = test.balanced_v
+        score = windows.balanced_v()
 
     bins = aligned.bins
     # Only the +Inf bound in common: the windows can be counted but not compared.
@@ -91,7 +90,7 @@ def drift_scores(method: DriftMethod | str, aligned: AlignedHistograms) -> Drift
         keys=aligned.keys,
         method=method,
         score=np.where(incomparable, math.nan, score),
-        p_value=np.where(incomparable, math.nan, test.p_value),
+        p_value=np.where(incomparable, math.nan, windows.chi_square_p_value()),
         effective_samples=statistics.effective_samples(aligned.baseline_total, aligned.current_total),
         baseline_total=aligned.baseline_total,
         current_total=aligned.current_total,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import count, repeat
+from operator import itemgetter
 
 import numpy as np
 
 from evergreen.analysis.parsing import Sample, parse_buckets, samples_from_vector
-from evergreen.analysis.series import BoolArray, FloatArray, IntArray, SeriesKey
+from evergreen.analysis.series import BoolArray, FloatArray, IntArray, SeriesKey, series_keys
 from evergreen.errors import AnalysisError
 
 __all__ = [
@@ -108,28 +110,40 @@ class HistogramSet:
         sum over partly unknown counts is unknown). Series with no known bound at all do not
         take part. Features that already have a whole-population series are left alone.
         """
-        have_total = {key.feature for key in self.keys if key.is_population}
-        features = sorted({key.feature for key in self.keys} - have_total)
-        if not features:
+        keys = self.keys
+        features = list(map(itemgetter(0), keys))
+        names = list(dict.fromkeys(features))
+        group_of = dict(zip(names, count()))
+        groups = np.fromiter(map(group_of.__getitem__, features), dtype=np.intp, count=len(keys))
+        if (groups.size and (np.diff(groups) < 0).any()) or sorted(names) != names:
+            # Keys not in feature order (a set built by hand): sort first, as the result must be.
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            return replace(
+                self, keys=tuple(keys[i] for i in order), cumulative=self.cumulative[order]
+            ).with_totals()
+        segmented = np.fromiter(map(bool, map(itemgetter(1), keys)), dtype=bool, count=len(keys))
+        needs_total = np.ones(len(names), dtype=bool)
+        needs_total[groups[~segmented]] = False
+        if not needs_total.any():
             return self
-        group_of = {feature: group for group, feature in enumerate(features)}
-        members = [
-            (row, group_of[key.feature]) for row, key in enumerate(self.keys) if key.feature in group_of
-        ]
-        rows, groups = np.array(members, dtype=np.intp).T
-        informative = ~np.all(np.isnan(self.cumulative[rows]), axis=1)
-        rows, groups = rows[informative], groups[informative]
 
-        totals = np.zeros((len(features), self.upper_bounds.size))
-        np.add.at(totals, groups, self.cumulative[rows])
-        totals[np.bincount(groups, minlength=len(features)) == 0] = np.nan
+        members = needs_total[groups] & ~np.isnan(self.cumulative).all(axis=1)
+        sums = np.zeros((len(names), self.upper_bounds.size))
+        # add.at adds one row after the other, in key order.
+        np.add.at(sums, groups[members], self.cumulative[members])
+        sums[np.bincount(groups[members], minlength=len(names)) == 0] = np.nan
 
-        keys = [*self.keys, *(SeriesKey(feature) for feature in features)]
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        return HistogramSet(
-            keys=tuple(keys[i] for i in order),
-            upper_bounds=self.upper_bounds,
-            cumulative=np.concatenate([self.cumulative, totals])[order],
-            samples_without_bound=self.samples_without_bound,
-            samples_without_feature=self.samples_without_feature,
+        # Keys are sorted, so a feature's rows are consecutive and its total goes right before
+        # the first of them: number the rows, then the totals, and interleave.
+        totalled = np.flatnonzero(needs_total)
+        interleaved = np.insert(
+            np.arange(len(keys)),
+            np.searchsorted(groups, totalled),
+            np.arange(len(keys), len(keys) + totalled.size),
+        )
+        total_keys = series_keys(map(names.__getitem__, totalled.tolist()), repeat((), totalled.size))
+        return replace(
+            self,
+            keys=itemgetter(*interleaved.tolist())((*keys, *total_keys)),
+            cumulative=np.concatenate([self.cumulative, sums[totalled]])[interleaved],
         )

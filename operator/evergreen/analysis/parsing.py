@@ -1,27 +1,35 @@
 """Turning ``_bucket`` samples of an instant query into a dense (series, bound) array.
 
-Python touches each sample a few times through C-level iterators (``map``, ``itemgetter``,
-``dict.setdefault``) to give every label text an integer code; grouping, sorting and summing
-happen on those codes in numpy.
+An answer holds thousands of samples but only a few dozen distinct label texts. Python
+touches each sample once per label through C-level iterators (``map``, ``itemgetter``, a
+dict), never through a Python function call; everything after that works on integer codes
+in numpy, and per distinct text (parsing ``le``, building series keys) rather than per
+sample.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter, methodcaller
 from typing import Any, TypeAlias
 
 import numpy as np
 
-from evergreen.analysis.series import FloatArray, IntArray, SeriesKey
+from evergreen.analysis.series import FloatArray, IntArray, SeriesKey, series_keys
 from evergreen.errors import AnalysisError
 
 #: One sample of an instant vector: its labels and its value (Prometheus sends text).
 Sample: TypeAlias = tuple[Mapping[str, str], float | str]
 
 BOUND_LABEL = "le"
+
+#: Series are grouped with a lookup table over every label combination while there are at
+#: most this many combinations per sample, and by sorting beyond.
+_TABLE_PER_SAMPLE = 8
 
 
 def samples_from_vector(result: Iterable[Mapping[str, Any]]) -> list[Sample]:
@@ -53,57 +61,46 @@ def parse_buckets(
     segments = tuple(segment_labels)
     _check_label_names(feature_label, segments)
     rows = samples if isinstance(samples, list) else list(samples)
-    labels = [row[0] for row in rows]
-    values = _parse_values([row[1] for row in rows], labels)
+    labels = list(map(itemgetter(0), rows))
+    values = _parse_values(rows, labels)
 
-    bound_codes, bound_texts = _encode(labels, BOUND_LABEL, None)
+    bound_codes, bound_texts = _factorise(labels, BOUND_LABEL, None)
     bound_of_code = np.array([_parse_bound(text) for text in bound_texts], dtype=np.float64)
     keep = ~np.isnan(bound_of_code)[bound_codes]
     without_bound = int(np.count_nonzero(~keep))
     without_feature = 0
     if feature_label is not None:
-        feature_codes, feature_values = _encode(labels, feature_label, None)
-        has_feature = np.array([value is not None for value in feature_values], dtype=bool)
-        missing = keep & ~has_feature[feature_codes]
-        without_feature = int(np.count_nonzero(missing))
-        keep &= ~missing
-        # Codes of absent features are never used: the rows holding them are dropped.
-        feature_texts = [value or "" for value in feature_values]
+        feature_codes, feature_texts = _factorise(labels, feature_label, None)
+        if None in feature_texts:
+            missing = keep & (feature_codes == feature_texts.index(None))
+            without_feature = int(np.count_nonzero(missing))
+            keep &= ~missing
+        feature_ranks, feature_names = _ranked(feature_codes, feature_texts)
     else:
-        feature_codes, feature_texts = np.zeros(len(rows), dtype=np.intp), [default_feature]
+        feature_ranks, feature_names = np.zeros(len(rows), dtype=np.intp), [default_feature]
     # Sorted by name so that each key's segment pairs come out sorted.
     segment_names = sorted(segments)
-    segment_columns = [
-        (codes, [value or "" for value in values])
-        for codes, values in (_encode(labels, name, "") for name in segment_names)
-    ]
+    segment_columns = [_ranked(*_factorise(labels, name, "")) for name in segment_names]
 
     index = np.flatnonzero(keep)
+    # Ranks follow text order, so series in code order are series in key order.
     series, series_of_sample = _distinct(
-        [feature_codes[index], *(codes[index] for codes, _ in segment_columns)],
-        [len(feature_texts), *(len(texts) for _, texts in segment_columns)],
+        [feature_ranks[index], *(ranks[index] for ranks, _ in segment_columns)],
+        [len(feature_names), *(len(texts) for _, texts in segment_columns)],
     )
-    pairs = [
-        [(name, text) for text in texts]
-        for name, (_, texts) in zip(segment_names, segment_columns, strict=True)
-    ]
-    keys = [
-        SeriesKey(feature_texts[feature], tuple(map(list.__getitem__, pairs, segment)))
-        for feature, *segment in series
-    ]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    row_of_series = np.empty(len(keys), dtype=np.intp)
-    row_of_series[order] = np.arange(len(keys))
+    keys = _series_keys(feature_names, segment_names, [texts for _, texts in segment_columns], series)
 
-    sample_bounds = bound_of_code[bound_codes[index]]
-    bounds = np.union1d(sample_bounds, [math.inf])
-    cell = row_of_series[series_of_sample] * bounds.size + np.searchsorted(bounds, sample_bounds)
+    used = np.zeros(len(bound_texts), dtype=bool)
+    used[bound_codes[index]] = True
+    bounds = np.union1d(bound_of_code[used], [math.inf])
+    column_of_code = np.searchsorted(bounds, bound_of_code)
+    cell = series_of_sample * bounds.size + column_of_code[bound_codes[index]]
     cells = len(keys) * bounds.size
     # Duplicates (same series and bound) add up; a NaN among them leaves the bound unknown.
     sums = np.bincount(cell, weights=values[index], minlength=cells)
     present = np.bincount(cell, minlength=cells) > 0
     return ParsedBuckets(
-        keys=tuple(keys[i] for i in order),
+        keys=keys,
         upper_bounds=bounds,
         cumulative=np.where(present, sums, np.nan).reshape(len(keys), bounds.size),
         samples_without_bound=without_bound,
@@ -120,30 +117,123 @@ def _check_label_names(feature_label: str | None, segment_labels: tuple[str, ...
         raise AnalysisError(f"segment labels repeat: {list(segment_labels)}")
 
 
-def _encode(
-    labels: list[Mapping[str, str]], name: str, default: str | None
-) -> tuple[IntArray, list[str | None]]:
-    """Dense codes of one label's values (``default`` where absent) and the value of each code."""
+#: One character per code: chr() stops at U+10FFFF.
+CHARACTER_CODES = 0x110000
+
+
+class _TooManyTexts(Exception):
+    """More distinct texts than one-character codes."""
+
+
+class _CharacterCodes(dict[Hashable, str]):
+    """Text -> its code as a one-character string; a new text gets the next character."""
+
+    def __missing__(self, text: Hashable) -> str:
+        if len(self) >= CHARACTER_CODES:
+            raise _TooManyTexts
+        code = chr(len(self))
+        self[text] = code
+        return code
+
+
+def _factorise(labels: list[Mapping[str, str]], name: str, default: str | None) -> tuple[IntArray, list[Any]]:
+    """Dense codes of one label's values (``default`` where absent), and the value of each code.
+
+    Codes are given in order of first appearance. Each sample's code is looked up in a dict
+    as one character and the characters are joined into one string, which numpy reads as an
+    array: no Python function call per sample.
+    """
+    codes = _CharacterCodes()
     try:
-        values: list[str | None] = list(map(itemgetter(name), labels))
-    except KeyError:
-        # Prometheus leaves out empty labels: the slower path fills in the default.
-        values = list(map(methodcaller("get", name, default), labels))
-    code_of = {value: code for code, value in enumerate(dict.fromkeys(values))}
-    codes = np.fromiter(map(code_of.__getitem__, values), dtype=np.intp, count=len(values))
-    return codes, list(code_of)
+        try:
+            joined = "".join(map(codes.__getitem__, map(itemgetter(name), labels)))
+        except KeyError:
+            # Prometheus leaves out empty labels: the slower lookup fills in the default.
+            codes.clear()
+            joined = "".join(map(codes.__getitem__, map(methodcaller("get", name, default), labels)))
+    except _TooManyTexts:
+        return _factorise_by_number(labels, name, default)
+    if len(codes) <= 256:
+        array = np.frombuffer(joined.encode("latin-1"), dtype=np.uint8)
+    else:
+        # Surrogate code points are characters like any other here.
+        array = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return array.astype(np.intp), list(codes)
 
 
-def _distinct(columns: list[IntArray], sizes: list[int]) -> tuple[list[list[int]], IntArray]:
-    """The distinct rows of equally long code columns, and the distinct row of each row."""
+def _factorise_by_number(
+    labels: list[Mapping[str, str]], name: str, default: str | None
+) -> tuple[IntArray, list[Any]]:
+    """:func:`_factorise` for any number of distinct texts, at a Python call per sample."""
+    first_of: dict[Hashable, int] = {}
+    values = map(methodcaller("get", name, default), labels)
+    firsts = np.fromiter(
+        map(first_of.setdefault, values, range(len(labels))), dtype=np.intp, count=len(labels)
+    )
+    distinct, codes = np.unique(firsts, return_inverse=True)
+    return codes.reshape(-1), [labels[first].get(name, default) for first in distinct.tolist()]
+
+
+def _ranked(codes: IntArray, texts: list[Any]) -> tuple[IntArray, list[str]]:
+    """Recode so that codes follow text order; ``None`` (an absent label) sorts as ``""``.
+
+    The texts are interned: keys of two windows then share their strings, and comparing the
+    windows' keys in :func:`~evergreen.analysis.alignment.align` never reads the characters.
+    """
+    names = [_interned(text) for text in texts]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.intp)
+    rank[order] = np.arange(len(names))
+    return rank[codes], [names[i] for i in order]
+
+
+def _interned(text: Any) -> Any:
+    if text is None:
+        return ""
+    return sys.intern(text) if type(text) is str else text
+
+
+def _distinct(columns: list[IntArray], sizes: list[int]) -> tuple[list[IntArray], IntArray]:
+    """The distinct rows of equally long code columns in sorted order, and each row's one.
+
+    Returns one array per column with the distinct rows, and for every row the index of its
+    distinct row.
+    """
     size = columns[0].size
-    if math.prod(sizes) < 2**62:
-        combined = np.ravel_multi_index(columns, sizes) if size else np.zeros(0, dtype=np.intp)
+    space = math.prod(sizes)
+    if space >= 2**62:
+        stacked, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        return list(stacked.T), inverse.reshape(-1)
+    combined = np.ravel_multi_index(columns, sizes) if size else np.zeros(0, dtype=np.intp)
+    if space <= _TABLE_PER_SAMPLE * size:
+        seen = np.zeros(space, dtype=bool)
+        seen[combined] = True
+        distinct = np.flatnonzero(seen)
+        row_of = np.cumsum(seen, dtype=np.intp) - 1
+        inverse = row_of[combined]
+    else:
         distinct, inverse = np.unique(combined, return_inverse=True)
-        rows: list[list[int]] = np.stack(np.unravel_index(distinct, sizes), axis=1).tolist()
-        return rows, inverse
-    stacked, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
-    return stacked.tolist(), inverse.reshape(-1)
+    return list(np.unravel_index(distinct, sizes)), inverse
+
+
+def _series_keys(
+    features: list[str], segment_names: list[str], segment_texts: list[list[str]], series: list[IntArray]
+) -> tuple[SeriesKey, ...]:
+    """One key per distinct series; ``series`` holds its feature and segment codes."""
+    feature_of = map(features.__getitem__, series[0].tolist())
+    if not segment_names:
+        return series_keys(feature_of, repeat((), series[0].size))
+    if len(segment_names) == 1:
+        # One segment tuple per value, shared by every key that has it.
+        segments = [((segment_names[0], text),) for text in segment_texts[0]]
+        return series_keys(feature_of, map(segments.__getitem__, series[1].tolist()))
+    pairs = [
+        [(name, text) for text in texts] for name, texts in zip(segment_names, segment_texts, strict=True)
+    ]
+    columns = [
+        map(pairs_of.__getitem__, codes.tolist()) for pairs_of, codes in zip(pairs, series[1:], strict=True)
+    ]
+    return series_keys(feature_of, zip(*columns, strict=True))
 
 
 def _parse_bound(text: str | None) -> float:
@@ -159,13 +249,15 @@ def _parse_bound(text: str | None) -> float:
     return bound
 
 
-def _parse_values(raw: list[float | str], labels: list[Mapping[str, str]]) -> FloatArray:
+def _parse_values(rows: list[Sample], labels: list[Mapping[str, str]]) -> FloatArray:
     """Sample values as floats; NaN for non-finite ones (an unknown count)."""
     try:
-        values = np.array(raw, dtype=np.float64)
+        values = np.fromiter(map(itemgetter(1), rows), dtype=np.float64, count=len(rows))
     except (TypeError, ValueError):
-        bad = next(i for i, value in enumerate(raw) if not _is_number(value))
-        raise AnalysisError(f"sample value {raw[bad]!r} of {dict(labels[bad])} is not a number") from None
+        bad = next((i for i, (_, value) in enumerate(rows) if not _is_number(value)), None)
+        if bad is None:
+            raise AnalysisError("sample values are not all numbers") from None
+        raise AnalysisError(f"sample value {rows[bad][1]!r} of {dict(labels[bad])} is not a number") from None
     values[~np.isfinite(values)] = np.nan
     return values
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, TypeAlias
+from collections.abc import Iterable
+from itertools import repeat
+from typing import NamedTuple, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,3 +41,15 @@ class SeriesKey(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.feature}:{self.segment_text}"
+
+
+def series_keys(
+    features: Iterable[str], segments: Iterable[tuple[tuple[str, str], ...]]
+) -> tuple[SeriesKey, ...]:
+    """Keys of pairwise ``features`` and ``segments``, built without Python code per key.
+
+    ``SeriesKey(feature, segment)`` runs the NamedTuple's Python ``__new__``; at hundreds of
+    keys per parsed answer, ``tuple.__new__`` over the pairs is several times faster.
+    """
+    pairs = zip(features, segments, strict=True)
+    return cast(tuple[SeriesKey, ...], tuple(map(tuple.__new__, repeat(SeriesKey), pairs)))

@@ -7,19 +7,38 @@ drift". Nothing loops over rows or bins in Python.
 
 The module-level functions each build a :class:`WindowPair`; build one yourself to compute
 several statistics of the same windows without repeating the shared work.
+
+A monitor's arrays are small (a few hundred rows of ~20 bins): numpy's per-call overhead
+costs more than the arithmetic. So both windows share one ``(2, N, B)`` array (one call per
+step for both) and masks are applied by arithmetic, not by ``where``. Row sums stay numpy
+reductions along the bins, so results are bit-for-bit those of the plain formulas.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy import special
 
+from evergreen.analysis.points import representative_points
 from evergreen.analysis.series import BoolArray, FloatArray, IntArray
 from evergreen.errors import AnalysisError
+
+__all__ = [
+    "PSI_EPSILON",
+    "ChiSquare",
+    "WindowPair",
+    "chi_square",
+    "effective_samples",
+    "jensen_shannon",
+    "ks_statistic",
+    "psi",
+    "representative_points",
+    "wasserstein",
+]
 
 #: Added to every non-empty bin's proportion before PSI's logarithm (then renormalised).
 #: 1e-4 (0.01 %) is the floor customary in PSI practice: a bin that is empty in one window
@@ -48,76 +67,106 @@ class ChiSquare:
 
 @dataclass(frozen=True, eq=False)
 class WindowPair:
-    """Per-bin counts of two windows, with the intermediate results statistics share."""
+    """Per-bin counts of two windows, with the intermediate results statistics share.
+
+    ``counts`` stacks ``baseline`` and ``current`` as one ``(2, N, B)`` array; ``baseline``
+    and ``current`` are views of it.
+    """
 
     baseline: FloatArray
     current: FloatArray
+    counts: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        b = np.asarray(self.baseline, dtype=np.float64)
-        c = np.asarray(self.current, dtype=np.float64)
-        if b.ndim != 2 or b.shape != c.shape:
+        shapes = np.shape(self.baseline), np.shape(self.current)
+        if len(shapes[0]) != 2 or shapes[0] != shapes[1]:
             raise AnalysisError(
                 "baseline and current must be (series, bins) arrays of one shape, "
-                f"got {b.shape} and {c.shape}"
+                f"got {shapes[0]} and {shapes[1]}"
             )
+        counts = np.array((self.baseline, self.current), dtype=np.float64)
         # min() is NaN-propagating and NaN < 0 is False: NaN counts mean "no data", not an error.
-        if b.size and (b.min() < 0 or c.min() < 0):
+        if counts.size and counts.min() < 0:
             raise AnalysisError("bin counts must not be negative")
-        object.__setattr__(self, "baseline", b)
-        object.__setattr__(self, "current", c)
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "baseline", counts[0])
+        object.__setattr__(self, "current", counts[1])
 
     @cached_property
+    def totals(self) -> FloatArray:
+        """Row totals of both windows, shape ``(2, N)``."""
+        totals: FloatArray = np.add.reduce(self.counts, axis=2)
+        return totals
+
+    @property
     def baseline_total(self) -> FloatArray:
-        total: FloatArray = self.baseline.sum(axis=1)
+        total: FloatArray = self.totals[0]
         return total
 
-    @cached_property
+    @property
     def current_total(self) -> FloatArray:
-        total: FloatArray = self.current.sum(axis=1)
+        total: FloatArray = self.totals[1]
         return total
 
     @cached_property
     def no_data(self) -> BoolArray:
         """Rows where either window has no positive, finite total."""
-        return ~(_positive(self.baseline_total) & _positive(self.current_total))
+        totals = self.totals
+        positive = (totals > 0) & (totals < math.inf)
+        no_data: BoolArray = ~(positive[0] & positive[1])
+        return no_data
 
     @cached_property
+    def shares(self) -> FloatArray:
+        """Proportions of both windows, shape ``(2, N, B)`` (rows without data divided by 1)."""
+        divisor = np.where(self.no_data, 1.0, self.totals)
+        shares: FloatArray = self.counts / divisor[:, :, np.newaxis]
+        return shares
+
+    @property
     def p(self) -> FloatArray:
         """Baseline proportions (rows without data are divided by 1 and masked later)."""
-        return self.baseline / np.where(self.no_data, 1.0, self.baseline_total)[:, np.newaxis]
+        p: FloatArray = self.shares[0]
+        return p
 
-    @cached_property
+    @property
     def q(self) -> FloatArray:
         """Current proportions."""
-        return self.current / np.where(self.no_data, 1.0, self.current_total)[:, np.newaxis]
+        q: FloatArray = self.shares[1]
+        return q
 
     @cached_property
     def pooled(self) -> FloatArray:
         """``p + q``: positive exactly in the bins non-empty in either window."""
-        return self.p + self.q
+        pooled: FloatArray = self.p + self.q
+        return pooled
 
     @cached_property
     def cdf_gap(self) -> FloatArray:
         """``CDF_baseline - CDF_current`` at every bound."""
-        return np.cumsum(self.p - self.q, axis=1)
+        gap: FloatArray = np.cumsum(self.p - self.q, axis=1)
+        return gap
 
     def psi(self, epsilon: float = PSI_EPSILON) -> FloatArray:
         """See :func:`psi`."""
         if not epsilon > 0:
             raise AnalysisError(f"PSI epsilon must be positive, got {epsilon}")
         used = self.pooled > 0
-        scale = 1 + np.count_nonzero(used, axis=1)[:, np.newaxis] * epsilon
-        p = np.where(used, (self.p + epsilon) / scale, 1.0)
-        q = np.where(used, (self.q + epsilon) / scale, 1.0)
-        # Unused bins hold 1 and 1: (1 - 1) * ln(1) contributes exactly 0.
-        return _masked(np.sum((q - p) * np.log(q / p), axis=1), self.no_data)
+        scale = 1 + _row_counts(used)[:, np.newaxis] * epsilon
+        smoothed = self.shares + epsilon
+        smoothed /= scale
+        p, q = smoothed
+        # A bin empty in both windows smooths to the same value in both: (q - p) is exactly 0
+        # there and so is its term, without masking it out.
+        terms = q - p
+        terms *= np.log(q / p)
+        return _masked(np.add.reduce(terms, axis=1), self.no_data)
 
     def jensen_shannon(self) -> FloatArray:
         """See :func:`jensen_shannon`."""
         m = self.pooled / 2
-        entropy = special.rel_entr(self.p, m) + special.rel_entr(self.q, m)
-        divergence = np.sum(entropy, axis=1) / (2 * math.log(2))
+        entropy = special.rel_entr(self.shares, m)
+        divergence = np.add.reduce(entropy[0] + entropy[1], axis=1) / (2 * math.log(2))
         # Rounding can leave the divergence a hair outside [0, 1].
         return _masked(np.sqrt(np.clip(divergence, 0.0, 1.0)), self.no_data)
 
@@ -140,29 +189,54 @@ class WindowPair:
 
     def chi_square(self) -> ChiSquare:
         """See :func:`chi_square`."""
-        column = self.baseline + self.current
-        used = column > 0
-        # With O - E = R_b R_c (p - q) / n in every cell, Pearson's sum reduces to
-        # R_b R_c sum((p - q)^2 / C): identical proportions give exactly 0.
-        gap = (self.p - self.q) ** 2
-        per_count = np.divide(gap, column, out=np.zeros_like(gap), where=used)
-        statistic = self.baseline_total * self.current_total * np.sum(per_count, axis=1)
+        statistic, bins = self._chi_square_statistic
         n = np.where(self.no_data, 1.0, self.baseline_total + self.current_total)
         cramers_v = np.sqrt(np.clip(statistic / n, 0.0, 1.0))
-        # Rows of proportions have totals 1 and 1: chi2 = sum((p - q)^2 / (p + q)), n = 2.
-        per_share = np.divide(gap, self.pooled, out=np.zeros_like(gap), where=used)
-        balanced_v = np.sqrt(np.clip(np.sum(per_share, axis=1) / 2, 0.0, 1.0))
-        dof = np.maximum(np.count_nonzero(used, axis=1) - 1, 0)
+        return ChiSquare(
+            statistic=_masked(statistic, self.no_data),
+            dof=np.maximum(bins - 1, 0).astype(np.intp),
+            p_value=self.chi_square_p_value(),
+            cramers_v=_masked(cramers_v, self.no_data),
+            balanced_v=self.balanced_v(),
+        )
+
+    def chi_square_p_value(self) -> FloatArray:
+        """The p-value of :meth:`chi_square` alone (what every drift score reports)."""
+        statistic, bins = self._chi_square_statistic
+        dof = bins - 1
         # chi2 with 0 degrees of freedom is undefined; such a table shows no difference.
         # chdtrc(dof, x) is chi2.sf(x, dof) as a plain ufunc, without scipy.stats' per-call overhead.
         p_value = np.where(dof > 0, special.chdtrc(np.maximum(dof, 1), statistic), 1.0)
-        return ChiSquare(
-            statistic=_masked(statistic, self.no_data),
-            dof=dof,
-            p_value=_masked(np.asarray(p_value, dtype=np.float64), self.no_data),
-            cramers_v=_masked(cramers_v, self.no_data),
-            balanced_v=_masked(balanced_v, self.no_data),
-        )
+        return _masked(p_value, self.no_data)
+
+    def balanced_v(self) -> FloatArray:
+        """The window-balanced Cramér's V of :meth:`chi_square` alone (its drift score)."""
+        # Rows of proportions have totals 1 and 1: chi2 = sum((p - q)^2 / (p + q)), n = 2.
+        per_share = self._squared_gap / (self.pooled + ~self._columns[1])
+        balanced_v = np.sqrt(np.clip(np.add.reduce(per_share, axis=1) / 2, 0.0, 1.0))
+        return _masked(balanced_v, self.no_data)
+
+    @cached_property
+    def _columns(self) -> tuple[FloatArray, BoolArray]:
+        """Per-bin counts of both windows together, and the bins where that is positive."""
+        column: FloatArray = self.baseline + self.current
+        return column, column > 0
+
+    @cached_property
+    def _squared_gap(self) -> FloatArray:
+        gap: FloatArray = np.square(self.p - self.q)
+        return gap
+
+    @cached_property
+    def _chi_square_statistic(self) -> tuple[FloatArray, FloatArray]:
+        """Pearson's statistic and the number of table columns (non-empty bins), per row."""
+        column, used = self._columns
+        # With O - E = R_b R_c (p - q) / n in every cell, Pearson's sum reduces to
+        # R_b R_c sum((p - q)^2 / C): identical proportions give exactly 0. Empty columns
+        # are left out as 0 / 1.
+        per_count = self._squared_gap / (column + ~used)
+        statistic = self.baseline_total * self.current_total * np.add.reduce(per_count, axis=1)
+        return statistic, _row_counts(used)
 
 
 def psi(baseline: FloatArray, current: FloatArray, epsilon: float = PSI_EPSILON) -> FloatArray:
@@ -215,31 +289,6 @@ def chi_square(baseline: FloatArray, current: FloatArray) -> ChiSquare:
     return WindowPair(baseline, current).chi_square()
 
 
-def representative_points(upper_bounds: FloatArray, known_bounds: BoolArray | None = None) -> FloatArray:
-    """Where each bin's mass is placed for Wasserstein: shape ``(N, B)`` (``(1, B)`` if no mask).
-
-    A bin ``(l, u]`` between two known bounds sits at its midpoint; the first bin ``(-Inf, u]``
-    at ``u``; the +Inf bin at the last finite known bound ``l``; a lone ``(-Inf, +Inf]`` bin at
-    0. A column whose bound is not known holds no mass: it gets the point of the last known
-    column before it (of the first known column if none), so no row's points ever decrease.
-    """
-    bounds = np.asarray(upper_bounds, dtype=np.float64)
-    known = np.ones((1, bounds.size), dtype=bool) if known_bounds is None else known_bounds
-    columns = np.arange(bounds.size)
-    last_known = np.maximum.accumulate(np.where(known, columns, -1), axis=1)
-    previous = np.concatenate([np.full((known.shape[0], 1), -1), last_known[:, :-1]], axis=1)
-    lower = np.where(previous >= 0, bounds[np.maximum(previous, 0)], -math.inf)
-    upper = np.broadcast_to(bounds, lower.shape)
-    # Pick finite ends before averaging so no infinity is ever added.
-    low = np.where(np.isfinite(lower), lower, np.where(np.isfinite(upper), upper, 0.0))
-    high = np.where(np.isfinite(upper), upper, low)
-    points = (low + high) / 2
-    # Columns before the first known one borrow its point (any point will do: no mass).
-    first_known = np.argmax(known, axis=1)[:, np.newaxis]
-    source = np.where(last_known >= 0, last_known, first_known)
-    return np.take_along_axis(points, source, axis=1)
-
-
 def effective_samples(baseline_total: FloatArray, current_total: FloatArray) -> FloatArray:
     """Effective sample size of a two-sample comparison, ``n * m / (n + m)``.
 
@@ -254,6 +303,15 @@ def effective_samples(baseline_total: FloatArray, current_total: FloatArray) -> 
 
 def _positive(values: FloatArray) -> BoolArray:
     return np.isfinite(values) & (values > 0)
+
+
+def _row_counts(mask: BoolArray) -> FloatArray:
+    """How many cells of each row are set, as floats (exact: a product with ones).
+
+    A matrix-vector product is a few times faster than ``count_nonzero(axis=1)`` on short rows.
+    """
+    counts: FloatArray = mask @ np.ones(mask.shape[1])
+    return counts
 
 
 def _masked(values: FloatArray, no_data: BoolArray) -> FloatArray:

@@ -19,6 +19,7 @@ from evergreen.api.base import (
     ConfigMapKeyRef,
     SecretKeyRef,
 )
+from evergreen.api.delivery import RolloutSpec, VersionHold
 from evergreen.api.durations import Duration, parse_duration
 from evergreen.api.retraining import RetrainingSpec
 
@@ -194,6 +195,11 @@ class FeatureDrift(HistogramDrift):
 class PredictionDrift(HistogramDrift):
     """Output drift: the distribution of the model's scores."""
 
+    version_label: LabelName = Field(
+        default="version",
+        description="Label that carries the model version (canary checks compare versions by it).",
+    )
+
 
 class BoundedQuery(ApiModel):
     """A PromQL query whose every returned series must lie within bounds."""
@@ -202,7 +208,7 @@ class BoundedQuery(ApiModel):
     query: str = Field(
         min_length=1,
         max_length=8192,
-        description="PromQL; may use {{model}}, {{namespace}} and {{window}}.",
+        description="PromQL; may use {{model}}, {{namespace}}, {{interval}}, {{window}} and {{version}}.",
     )
     min: float | None = Field(default=None, description="Lowest acceptable value.")
     max: float | None = Field(default=None, description="Highest acceptable value.")
@@ -301,6 +307,8 @@ class ModelMonitorSpec(ApiModel):
     kpis: list[Kpi] = Field(default_factory=list, max_length=32)
     policy: DecisionPolicy = Field(default_factory=DecisionPolicy)
     retraining: RetrainingSpec | None = None
+    rollout: RolloutSpec | None = None
+    holds: list[VersionHold] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _sane(self) -> Self:
@@ -311,6 +319,11 @@ class ModelMonitorSpec(ApiModel):
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
                 raise ValueError(f"duplicate check names: {', '.join(duplicates)}")
+        hold_names = [hold.name for hold in self.holds]
+        if len(hold_names) != len(set(hold_names)):
+            raise ValueError("hold names must be unique")
+        if self.holds and self.rollout is None:
+            raise ValueError("holds need spec.rollout (its target says how versions are served)")
         if not (self.drift or self.prediction_drift or self.data_quality or self.kpis):
             raise ValueError("nothing to monitor: set drift, predictionDrift, dataQuality or kpis")
         return self

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from evergreen.api.base import StatusModel
 from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.delivery import HoldStatus, RolloutStatus
 from evergreen.api.retraining import RetrainingStatus
 
 
@@ -40,6 +41,8 @@ class ConditionType(StrEnum):
     KPI_BREACHED = "KPIBreached"
     #: A retraining run is in progress (False says why not: idle, blocked, given up).
     RETRAINING = "Retraining"
+    #: A candidate version is being rolled out (False: idle, or how the last one ended).
+    ROLLOUT = "Rollout"
 
 
 class Condition(StatusModel):
@@ -130,6 +133,17 @@ class ModelMonitorStatus(StatusModel):
         default_factory=list, description="Earlier decisions, newest last (bounded)."
     )
     current_version: str | None = Field(default=None, description="The version serving now.")
+    previous_version: str | None = Field(
+        default=None, description="The version served before the last promotion."
+    )
+    baseline_anchor: datetime | None = Field(
+        default=None, description="Drift baselines start here (the last promotion)."
+    )
+    rollout: RolloutStatus = Field(default_factory=RolloutStatus)
+    holds: list[HoldStatus] = Field(default_factory=list)
+    serving: dict[str, int] = Field(
+        default_factory=dict, description="Replicas per version Evergreen runs (for exact rollback)."
+    )
     retraining: RetrainingStatus = Field(default_factory=RetrainingStatus)
     assessments: list[Assessment] = Field(
         default_factory=list, description="The last evaluations' assessments, for persistence (bounded)."

@@ -29,7 +29,7 @@ from evergreen.api.status import (
 )
 from evergreen.errors import AnalysisError, MetricsUnavailable, QueryRejected
 from evergreen.observation.checks import check_outcome, errored_outcome
-from evergreen.observation.plan import CheckQuery, HistogramQuery, QueryPlan, Window, plan
+from evergreen.observation.plan import CheckQuery, HistogramQuery, Window, plan
 from evergreen.signals.samples import QueryResult, Sample
 from evergreen.signals.source import MetricSource
 
@@ -258,7 +258,8 @@ async def evaluate(
     *,
     namespace: str,
     references: Mapping[str, Sequence[Sample]] | None = None,
-    query_plan: QueryPlan | None = None,
+    version: str | None = None,
+    baseline_anchor: datetime | None = None,
 ) -> Evaluation:
     """Evaluate every configured signal at ``at``.
 
@@ -267,7 +268,7 @@ async def evaluate(
     any query is sent.
     """
     started = time.perf_counter()
-    queries = query_plan or plan(spec, namespace)
+    queries = plan(spec, namespace, version=version, at=at, baseline_anchor=baseline_anchor)
     reader = _Reader(source, at)
     references = references or {}
 

@@ -7,10 +7,11 @@ each data-quality check and KPI is one query of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
+from evergreen.api.durations import parse_duration
 from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
 from evergreen.signals.promql import histogram_increase, render_template
 
@@ -39,13 +40,52 @@ class CheckQuery:
     promql: str
 
 
-def template_variables(spec: ModelMonitorSpec, namespace: str) -> dict[str, str]:
-    """The ``{{name}}`` variables user queries may use."""
-    return {"model": spec.model, "namespace": namespace, "interval": spec.interval}
+def template_variables(spec: ModelMonitorSpec, namespace: str, version: str | None = None) -> dict[str, str]:
+    """The ``{{name}}`` variables user queries may use.
+
+    ``{{window}}`` is the drift window (the interval without drift); ``{{version}}`` is the
+    serving version (the candidate or the stable one in canary checks), when one is known.
+    """
+    variables = {
+        "model": spec.model,
+        "namespace": namespace,
+        "interval": spec.interval,
+        "window": spec.drift.window if spec.drift else spec.interval,
+    }
+    version = version or spec.current_version
+    if version is not None:
+        variables["version"] = version
+    return variables
+
+
+def _anchored(
+    window: str, offset: str, at: datetime | None, anchor: datetime | None
+) -> tuple[str, str | None]:
+    """The baseline ``(range, offset)``, moved so that it never reaches before ``anchor``.
+
+    After a promotion the old version's traffic says nothing about the new one: the baseline
+    restarts at the promotion and grows from there until the configured window fits after it.
+    """
+    if at is None or anchor is None:
+        return window, offset
+    length, shift = parse_duration(window), parse_duration(offset)
+    if at - shift - length >= anchor:
+        return window, offset
+    end = min(at, max(at - shift, anchor + length))
+    start = anchor
+    seconds = max(int((end - start).total_seconds()), 1)
+    back = int((at - end).total_seconds())
+    return f"{seconds}s", (f"{back}s" if back > 0 else None)
 
 
 def histogram_queries(
-    field: str, drift: HistogramDrift, model: str, group_by: list[str]
+    field: str,
+    drift: HistogramDrift,
+    model: str,
+    group_by: list[str],
+    *,
+    at: datetime | None = None,
+    anchor: datetime | None = None,
 ) -> list[HistogramQuery]:
     """The current and previous windows, and the baseline window unless it is a ConfigMap."""
     matchers = {**drift.match_labels, drift.model_label: model}
@@ -69,6 +109,7 @@ def histogram_queries(
     ]
     baseline = drift.baseline
     if baseline.window is not None and baseline.offset is not None:
+        window, offset = _anchored(baseline.window, baseline.offset, at, anchor)
         queries.append(
             HistogramQuery(
                 field,
@@ -77,8 +118,8 @@ def histogram_queries(
                     drift.histogram,
                     matchers=matchers,
                     group_by=group_by,
-                    window=baseline.window,
-                    offset=baseline.offset,
+                    window=window,
+                    offset=offset,
                 ),
             )
         )
@@ -100,19 +141,38 @@ class QueryPlan:
 
 
 def plan(
-    spec: ModelMonitorSpec, namespace: str, extra_variables: Mapping[str, str] | None = None
+    spec: ModelMonitorSpec,
+    namespace: str,
+    *,
+    version: str | None = None,
+    at: datetime | None = None,
+    baseline_anchor: datetime | None = None,
 ) -> QueryPlan:
-    """Build every query; raises SpecError for a template that cannot be rendered."""
-    variables = {**template_variables(spec, namespace), **(extra_variables or {})}
+    """Build every query; raises SpecError for a template that cannot be rendered.
+
+    ``version`` is the serving version; ``baseline_anchor`` (the last promotion) keeps drift
+    baselines from reaching back to a version no longer served.
+    """
+    variables = template_variables(spec, namespace, version)
     drift = []
     if spec.drift is not None:
         drift = histogram_queries(
-            "spec.drift", spec.drift, spec.model, [spec.drift.feature_label, *spec.drift.segment_by]
+            "spec.drift",
+            spec.drift,
+            spec.model,
+            [spec.drift.feature_label, *spec.drift.segment_by],
+            at=at,
+            anchor=baseline_anchor,
         )
     prediction = []
     if spec.prediction_drift is not None:
         prediction = histogram_queries(
-            "spec.predictionDrift", spec.prediction_drift, spec.model, list(spec.prediction_drift.segment_by)
+            "spec.predictionDrift",
+            spec.prediction_drift,
+            spec.model,
+            list(spec.prediction_drift.segment_by),
+            at=at,
+            anchor=baseline_anchor,
         )
     checks = [
         CheckQuery(

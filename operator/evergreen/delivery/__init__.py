@@ -1,0 +1,1 @@
+"""Progressive delivery: the canary state machine and version holds (pure)."""
