@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -289,6 +289,65 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Read a ModelMonitor, compute a spec change from it, merge-patch it in."""
+    from evergreen.kube.client import KubeApi, load_configuration
+
+    kube = KubeApi(load_configuration(args.kubeconfig, args.context))
+    try:
+        body = asyncio.run(kube.get_monitor(args.namespace, args.name))
+        if body is None:
+            print(f"evergreen: ModelMonitor {args.namespace}/{args.name} not found", file=sys.stderr)
+            return 1
+        patch = change(body)
+        asyncio.run(kube.patch_monitor_spec(args.namespace, args.name, patch))
+    finally:
+        kube.close()
+    print(f"patched ModelMonitor {args.namespace}/{args.name}: spec {json.dumps(patch)}")
+    print("(with GitOps, commit the same change instead, or it will be reverted)")
+    return 0
+
+
+def _rollout_candidate(body: dict[str, Any], explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    candidate = (body.get("status") or {}).get("rollout", {}).get("candidate")
+    if not candidate:
+        raise SystemExit("evergreen: no rollout in progress; name the version with --version")
+    return str(candidate)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if "rollout" not in (body.get("spec") or {}):
+            raise SystemExit("evergreen: this ModelMonitor has no spec.rollout")
+        version = _rollout_candidate(body, args.version)
+        gates = {
+            "start": {"approvedVersion": version},
+            "promotion": {"promotionApprovedVersion": version},
+            "both": {"approvedVersion": version, "promotionApprovedVersion": version},
+        }
+        return {"rollout": gates[args.gate]}
+
+    return _monitor_command(args, change)
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        return {"rollout": {"abortedVersion": _rollout_candidate(body, args.version)}}
+
+    return _monitor_command(args, change)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if "retraining" not in (body.get("spec") or {}):
+            raise SystemExit("evergreen: this ModelMonitor has no spec.retraining")
+        return {"retraining": {"request": {"id": args.id, "reason": args.reason}}}
+
+    return _monitor_command(args, change)
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from evergreen.api.crd import render_crd_yaml
 
@@ -480,13 +539,35 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
     backtest.set_defaults(handler=cmd_backtest)
 
+    def monitor_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("name")
+        command.add_argument("-n", "--namespace", default="default")
+        command.add_argument("--kubeconfig", default=None)
+        command.add_argument("--context", default=None)
+
     explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
-    explain.add_argument("name")
-    explain.add_argument("-n", "--namespace", default="default")
-    explain.add_argument("--kubeconfig", default=None)
-    explain.add_argument("--context", default=None)
+    monitor_options(explain)
     explain.add_argument("--json", action="store_true", help="print the status as JSON")
     explain.set_defaults(handler=cmd_explain)
+
+    approve = commands.add_parser(
+        "approve", help="approve the rollout of a candidate (start, promotion or both)"
+    )
+    monitor_options(approve)
+    approve.add_argument("--gate", choices=["start", "promotion", "both"], default="both")
+    approve.add_argument("--version", default=None, help="default: the candidate being rolled out")
+    approve.set_defaults(handler=cmd_approve)
+
+    abort = commands.add_parser("abort", help="roll the candidate back now")
+    monitor_options(abort)
+    abort.add_argument("--version", default=None, help="default: the candidate being rolled out")
+    abort.set_defaults(handler=cmd_abort)
+
+    retrain = commands.add_parser("retrain", help="request a retraining run (once per id)")
+    monitor_options(retrain)
+    retrain.add_argument("--id", required=True, help="request id; each id runs once")
+    retrain.add_argument("--reason", default="", help="why, for the record")
+    retrain.set_defaults(handler=cmd_retrain)
 
     crd = commands.add_parser("crd", help="print, write or check the CRD manifest")
     crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")

@@ -14,6 +14,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from evergreen.api.decisions import Action, Decision
+from evergreen.api.delivery import CheckRecord
 from evergreen.api.status import Condition, ConditionStatus, SeriesDrift
 
 _STATUSES = [s.value for s in ConditionStatus]
@@ -109,6 +110,24 @@ class Telemetry:
             ["namespace", "monitor"],
             registry=r,
         )
+        self.rollout_weight = Gauge(
+            "evergreen_rollout_weight",
+            "Percent of traffic on the candidate version being rolled out (0 when none).",
+            ["namespace", "monitor"],
+            registry=r,
+        )
+        self.rollouts = Counter(
+            "evergreen_rollouts",
+            "Finished rollouts by outcome.",
+            ["namespace", "monitor", "outcome"],
+            registry=r,
+        )
+        self.canary_checks = Counter(
+            "evergreen_canary_checks",
+            "Canary checks by result.",
+            ["namespace", "monitor", "result"],
+            registry=r,
+        )
         self.events = Counter(
             "evergreen_events",
             "Kubernetes Events posted, by reason.",
@@ -182,6 +201,23 @@ class Telemetry:
         self.retrain_budget_used.labels(namespace, monitor).set(used)
         self.retrain_budget_runs.labels(namespace, monitor).set(allowed)
 
+    def record_rollout(
+        self,
+        namespace: str,
+        monitor: str,
+        weight: int,
+        checks: Iterable[CheckRecord],
+        promoted: str | None,
+        rolled_back: str | None,
+    ) -> None:
+        self.rollout_weight.labels(namespace, monitor).set(weight)
+        for check in checks:
+            self.canary_checks.labels(namespace, monitor, check.result.value).inc()
+        if promoted is not None:
+            self.rollouts.labels(namespace, monitor, "Promoted").inc()
+        if rolled_back is not None:
+            self.rollouts.labels(namespace, monitor, "RolledBack").inc()
+
     def forget(self, namespace: str, monitor: str) -> None:
         """Drop every series of a deleted monitor."""
         key = (namespace, monitor)
@@ -197,6 +233,7 @@ class Telemetry:
             self.last_evaluation,
             self.retrain_budget_used,
             self.retrain_budget_runs,
+            self.rollout_weight,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, monitor)
@@ -204,7 +241,7 @@ class Telemetry:
             self._decided.discard(key)
             for action in Action:
                 self.decision.remove(namespace, monitor, action.value)
-        for counter in (self.decisions, self.retrain_runs):
+        for counter in (self.decisions, self.retrain_runs, self.rollouts, self.canary_checks):
             for labels in list(counter._metrics):  # no public API lists children
                 if labels[:2] == key:
                     counter.remove(*labels)

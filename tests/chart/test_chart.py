@@ -112,6 +112,8 @@ NAMESPACED_RULES: set[Rule] = {
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
     ("", "pods", "list"),
+    *{("apps", "deployments", v) for v in ("get", "list", "create", "patch", "delete")},
+    *{("", "services", v) for v in ("get", "list", "create", "patch", "delete")},
 }
 CRD_RULES: set[Rule] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
@@ -562,6 +564,14 @@ def test_custom_workload_kinds_get_exactly_get_and_create(chart: Chart) -> None:
         ("kubeflow.org", "pytorchjobs", "get"),
         ("kubeflow.org", "pytorchjobs", "create"),
     }
+
+
+def test_httproutes_only_with_gateway_api(chart: Chart) -> None:
+    role = next(m for m in chart.render({"rbac": {"gatewayAPI": True}}) if m["kind"] == "ClusterRole")
+    routes = {
+        ("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "list", "create", "patch", "delete")
+    }
+    assert _rules(role) == NAMESPACED_RULES | CRD_RULES | routes
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(chart: Chart) -> None:

@@ -88,17 +88,27 @@ class Driver:
         return [e.reason for r in self.results for e in r.events]
 
 
+def weight_timeline(drive: Driver, ticks: int, every: timedelta, **inputs: Any) -> list[tuple[int, int]]:
+    """(minute, weight) each time the weight changes, ticking every ``every``."""
+    changes: list[tuple[int, int]] = []
+    for _ in range(ticks):
+        drive.tick(after=every, **inputs)
+        minute = int((drive.now - T0) / MINUTE)
+        if not changes or changes[-1][1] != drive.status.weight:
+            changes.append((minute, drive.status.weight))
+        if drive.phase() is RolloutPhase.IDLE:
+            break
+    return changes
+
+
 def test_a_good_candidate_walks_every_step_and_is_promoted() -> None:
     drive = Driver(spec())
     drive.tick()
     assert (drive.phase(), drive.status.weight) == (RolloutPhase.PROGRESSING, 10)
-    weights = []
-    for _ in range(4):
-        drive.tick(after=5 * MINUTE, checks=PASS)
-        weights.append(drive.status.weight)
-    assert weights == [10, 50, 50, 100]
-    result = drive.tick(after=10 * MINUTE, checks=PASS)
-    assert result.promoted == "v13"
+    # Each step's clock starts at the first tick the candidate is ready: 10 minutes per step.
+    timeline = weight_timeline(drive, 20, 5 * MINUTE, checks=PASS)
+    assert timeline == [(6, 10), (16, 50), (31, 100), (46, 0)]
+    assert drive.results[-1].promoted == "v13"
     assert drive.phase() is RolloutPhase.IDLE and drive.status.stable == "v13"
     assert drive.status.history[-1].outcome == "Promoted"
     assert drive.reasons() == ["RolloutStarted", "RolloutStep", "RolloutStep", "Promoted"]
@@ -122,7 +132,8 @@ def test_failed_checks_roll_back_at_max() -> None:
 def test_no_data_pauses_without_counting_and_resumes() -> None:
     drive = Driver(spec())
     drive.tick()
-    drive.tick(after=8 * MINUTE, checks=PASS)
+    drive.tick(checks=PASS)  # the step clock starts
+    drive.tick(after=7 * MINUTE, checks=PASS)
     drive.tick(checks=NO_DATA)
     assert drive.phase() is RolloutPhase.PAUSED and drive.status.paused_reason == "NoData"
     assert (drive.status.checks_failed, drive.status.weight) == (0, 10)
@@ -130,7 +141,7 @@ def test_no_data_pauses_without_counting_and_resumes() -> None:
     assert drive.phase() is RolloutPhase.PAUSED
     drive.tick(checks=PASS)
     assert drive.phase() is RolloutPhase.PROGRESSING
-    # The 16 paused minutes did not count towards the 10-minute step.
+    # The 16 paused minutes did not count towards the 10-minute step: 8 minutes so far.
     assert drive.status.weight == 10
     drive.tick(after=2 * MINUTE, checks=PASS)
     assert drive.status.weight == 50
@@ -176,8 +187,7 @@ def test_manual_gates_wait_for_approval() -> None:
     approved = spec(approval="Manual", approvedVersion="v13")
     drive.tick(rollout=approved)
     assert drive.phase() is RolloutPhase.PROGRESSING
-    for _ in range(3):
-        drive.tick(after=10 * MINUTE, checks=PASS, rollout=approved)
+    weight_timeline(drive, 12, 5 * MINUTE, checks=PASS, rollout=approved)
     assert drive.phase() is RolloutPhase.AWAITING_PROMOTION and drive.status.weight == 100
     drive.tick(after=time(60), rollout=approved)
     assert drive.phase() is RolloutPhase.AWAITING_PROMOTION

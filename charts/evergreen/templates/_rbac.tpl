@@ -40,6 +40,21 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# Progressive delivery: a Deployment and a Service per model version, cloned from the team's
+# (read by name), scaled by the Replicas router; the team's Deployment is scaled to 0 once
+# Evergreen serves its version, and scaled back when the ModelMonitor is deleted.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+{{- if .Values.rbac.gatewayAPI }}
+# The GatewayAPI router's HTTPRoute: weights between versions, and header rules for holds.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+{{- end }}
 {{- range .Values.rbac.workloads }}
 # Retraining runs of a custom workload kind (values: rbac.workloads).
 - apiGroups: [{{ .apiGroup | quote }}]

@@ -100,9 +100,13 @@ def register(
             # The next tick retries; a timer must not pile up retries of its own.
             logger.warning("reconcile failed: %s", error)
 
-    @kopf.on.delete(*RESOURCE, optional=True, registry=registry)
-    def deleted(*, namespace: str | None, name: str, **_: Any) -> None:
+    @kopf.on.delete(*RESOURCE, registry=registry)
+    async def deleted(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         assert namespace is not None
+        try:
+            await reconciler.finalize(body)
+        except ClusterError as error:
+            raise kopf.TemporaryError(str(error), delay=settings.retry_seconds) from error
         reconciler.forget(namespace, name)
 
     @kopf.on.probe(id="reconciling", registry=registry)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from evergreen.actuators.delivery import DeliveryActuator
 from evergreen.actuators.retraining import RetrainingActuator, RetrainingStep, validate_template
 from evergreen.api.decisions import Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec, parse_status
 from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
-from evergreen.api.status import Condition, ModelMonitorStatus
+from evergreen.api.status import Condition, ConditionStatus, ConditionType, ModelMonitorStatus
 from evergreen.conditions import (
     ConditionDraft,
     evaluation_drafts,
@@ -36,8 +37,9 @@ from evergreen.observation.evaluate import Evaluation, ProblemKind, evaluate
 from evergreen.policy.engine import PolicyState, advance
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
+from evergreen.signals.source import MetricSource
 from evergreen.telemetry import Telemetry
-from evergreen.transitions import EventRecord, decision_events, transition_events
+from evergreen.transitions import EventRecord, EventType, decision_events, transition_events
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,16 @@ class MonitorReconciler:
         self.sources = sources or SourcePool(telemetry, settings.max_concurrent_queries)
         self.bundles = CaBundles()
         self.retraining = RetrainingActuator(kube)
+        self.delivery = DeliveryActuator(kube)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Monotonic time of the last completed reconcile step (for the liveness probe).
         self.last_step = time.monotonic()
+
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """The monitor is being deleted: give the team's serving objects back (if any were taken)."""
+        spec = self._valid_spec(body)
+        if spec is not None and spec.rollout is not None:
+            await self.delivery.finalize(body, spec)
 
     def forget(self, namespace: str, name: str) -> None:
         """The monitor is gone: drop its lock and metrics."""
@@ -144,6 +153,10 @@ class MonitorReconciler:
             new_status = new_status.model_copy(update={"retraining": step.status, "conditions": conditions})
             retrained = (step, spec)
 
+        if spec is not None and spec.rollout is not None:
+            new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)
+            events += delivery_events
+
         if new_status == status:
             return
         await self.kube.replace_monitor_status(
@@ -168,6 +181,44 @@ class MonitorReconciler:
             self.telemetry.record_budget(
                 namespace, name, step.status.runs_in_window, spec.retraining.budget.runs
             )
+
+    async def _deliver(
+        self,
+        body: Mapping[str, Any],
+        spec: ModelMonitorSpec,
+        status: ModelMonitorStatus,
+        generation: int | None,
+        now: datetime,
+    ) -> tuple[ModelMonitorStatus, list[EventRecord]]:
+        """One tick of rollout and holds; a target that cannot work is a Rollout condition."""
+        namespace = body["metadata"]["namespace"]
+
+        async def source() -> MetricSource:
+            endpoint = await resolve_endpoint(
+                spec.prometheus, self.settings.default_endpoint, namespace, self.kube, self.bundles
+            )
+            return self.sources.source(endpoint)
+
+        try:
+            step = await self.delivery.reconcile(body, spec, status, source, now)
+        except SpecError as error:
+            draft = ConditionDraft(ConditionType.ROLLOUT, ConditionStatus.FALSE, "InvalidTarget", str(error))
+            conditions = merge_conditions(status.conditions, [draft], now=now, generation=generation)
+            before = {c.type: c for c in status.conditions}.get(ConditionType.ROLLOUT)
+            events = []
+            if before is None or before.message != str(error):
+                events.append(EventRecord(EventType.WARNING, "InvalidTarget", str(error)))
+            return status.model_copy(update={"conditions": conditions}), events
+        conditions = merge_conditions(step.status.conditions, [step.draft], now=now, generation=generation)
+        self.telemetry.record_rollout(
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            step.status.rollout.weight,
+            step.checks,
+            step.promoted,
+            step.rolled_back,
+        )
+        return step.status.model_copy(update={"conditions": conditions}), step.events
 
     def _valid_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | None:
         try:
@@ -221,7 +272,13 @@ class MonitorReconciler:
             )
             references = await self._references(spec, namespace)
             evaluation = await evaluate(
-                spec, self.sources.source(endpoint), now, namespace=namespace, references=references
+                spec,
+                self.sources.source(endpoint),
+                now,
+                namespace=namespace,
+                references=references,
+                version=status.current_version or spec.current_version,
+                baseline_anchor=status.baseline_anchor,
             )
             policy = None
             if not evaluation.unavailable and _informative(evaluation):

@@ -118,7 +118,7 @@ class _Machine:
             step=0,
             weight=0 if waiting else self.spec.steps[0],
             started=self.now,
-            step_started=None if waiting else self.now,
+            step_started=None,
             last_check_time=None,
             checks_passed=0,
             checks_failed=0,
@@ -144,7 +144,7 @@ class _Machine:
         candidate = self.status.candidate
         if self.spec.approval is ApprovalMode.AUTO or self.spec.approved_version == candidate:
             self.update(
-                phase=RolloutPhase.PROGRESSING, step=0, weight=self.spec.steps[0], step_started=self.now
+                phase=RolloutPhase.PROGRESSING, step=0, weight=self.spec.steps[0], step_started=None
             )
             self.emit(
                 EventType.NORMAL,
@@ -165,10 +165,12 @@ class _Machine:
         if self.inputs.data_quality_hold:
             self.pause("DataQualityHold", "a HoldForDataQuality decision is in force")
             return
-        if not self.inputs.candidate_ready:
-            # Time only counts once the candidate can actually take its share.
-            self.update(step_started=self.now, message=f"waiting for {self.status.candidate} to be ready")
-            return
+        if self.status.step_started is None:
+            # A step's clock starts once the candidate can actually take its share.
+            if not self.inputs.candidate_ready:
+                self.update(message=f"waiting for {self.status.candidate} to be ready")
+                return
+            self.update(step_started=self.now)
         checks = self.inputs.checks
         if checks is None:
             return
@@ -193,8 +195,8 @@ class _Machine:
             self.pause("NoData", detail)
             return
         self.update(checks_passed=self.status.checks_passed + 1, message="checks passing")
-        started = self.status.step_started or self.now
-        if self.now - started >= parse_duration(self.spec.step_interval):
+        started = self.status.step_started
+        if started is not None and self.now - started >= parse_duration(self.spec.step_interval):
             self.next_step()
 
     def next_step(self) -> None:
@@ -215,7 +217,7 @@ class _Machine:
                 self.promote()
             return
         weight = self.spec.steps[step + 1]
-        self.update(step=step + 1, weight=weight, step_started=self.now)
+        self.update(step=step + 1, weight=weight, step_started=None)
         self.emit(EventType.NORMAL, "RolloutStep", f"{self.status.candidate} now gets {weight}% of traffic")
 
     # -- pauses -----------------------------------------------------------------------------
@@ -242,7 +244,7 @@ class _Machine:
         if not cleared:
             return
         # Paused time does not count towards the step.
-        step_started = (status.step_started or since) + (self.now - since)
+        step_started = status.step_started + (self.now - since) if status.step_started else None
         self.update(
             phase=RolloutPhase.PROGRESSING, paused_reason=None, paused_since=None, step_started=step_started
         )

@@ -118,6 +118,26 @@ class KubeApi:
         assert isinstance(body, dict)
         return body
 
+    async def patch_monitor_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the spec (what a person or a GitOps commit would change)."""
+        try:
+            body = await self._call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"spec": dict(spec)},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise ClusterError(
+                f"patching ModelMonitor {namespace}/{name}: HTTP {error.status} {error.reason}"
+            ) from error
+        assert isinstance(body, dict)
+        return body
+
     # Events ----------------------------------------------------------------------------------
 
     async def post_event(self, about: ObjectRef, event_type: str, reason: str, message: str) -> None:
@@ -294,3 +314,178 @@ def _status_message(error: ApiException) -> str:
         return str(json.loads(error.body or "{}").get("message", ""))[:500]
     except (TypeError, ValueError):
         return str(error.reason or "")
+
+
+class AlreadyExists(ClusterError):
+    """An object of that name already exists (create answered 409)."""
+
+
+class ObjectRejected(ClusterError):
+    """The API server refused a write as invalid or forbidden; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ObjectApi:
+    """Get, list, create, merge-patch and delete namespaced objects of any kind, as plain JSON.
+
+    Bodies travel as the API server sends them (no client models in between), so fields the
+    installed client does not know survive a read-modify-write. Deployments, Services and
+    Gateway API HTTPRoutes have their :class:`Resource` here; other kinds come from
+    :meth:`WorkloadApi.resource`.
+    """
+
+    DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
+    SERVICES = Resource("", "v1", "services", "Service", namespaced=True)
+    HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", namespaced=True)
+
+    _MERGE_PATCH = "application/merge-patch+json"
+
+    def __init__(self, kube: KubeApi) -> None:
+        self.kube = kube
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when there is none of that name."""
+        try:
+            return await self._request("GET", _object_path(resource, namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise ClusterError(f"reading {resource.kind} {namespace}/{name}: {_describe(error)}") from error
+
+    async def list_objects(
+        self, resource: Resource, namespace: str, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The objects in ``namespace`` carrying all of ``labels`` (every object without)."""
+        query = []
+        if labels:
+            query.append(("labelSelector", ",".join(f"{key}={value}" for key, value in labels.items())))
+        try:
+            listing = await self._request("GET", _object_path(resource, namespace), query=query)
+        except ApiException as error:
+            if error.status == 404:
+                raise _not_served(resource, error) from error
+            raise ClusterError(f"listing {resource.plural} in {namespace}: {_describe(error)}") from error
+        items = listing.get("items") or []
+        for item in items:  # list items come without their type
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+        return list(items)
+
+    async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the object and return it as stored; :class:`AlreadyExists` when the name is taken."""
+        name = body.get("metadata", {}).get("name")
+        try:
+            return await self._request("POST", _object_path(resource, namespace), body=dict(body))
+        except ApiException as error:
+            if error.status == 409:
+                raise AlreadyExists(f"{resource.kind} {namespace}/{name} already exists") from error
+            if error.status == 404:  # the collection itself is missing: no such resource type
+                raise _not_served(resource, error) from error
+            raise _write_error(error, f"creating {resource.kind} {namespace}/{name}") from error
+
+    async def patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a JSON merge patch (RFC 7386) and return the object as stored.
+
+        A ``metadata.resourceVersion`` in the patch makes it conditional: :class:`Conflict` when
+        the object changed since that version was read.
+        """
+        try:
+            path = _object_path(resource, namespace, name)
+            return await self._request("PATCH", path, body=dict(patch), content_type=self._MERGE_PATCH)
+        except ApiException as error:
+            if error.status == 409:
+                raise Conflict(f"{resource.kind} {namespace}/{name} changed since it was read") from error
+            raise _write_error(error, f"patching {resource.kind} {namespace}/{name}") from error
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
+        """Delete the object (its dependents in the background); False when it was already gone."""
+        try:
+            await self._request(
+                "DELETE", _object_path(resource, namespace, name), query=[("propagationPolicy", "Background")]
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise ClusterError(f"deleting {resource.kind} {namespace}/{name}: {_describe(error)}") from error
+        return True
+
+    # Deployments, Services and HTTPRoutes --------------------------------------------------------
+
+    async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An apps/v1 Deployment, or None."""
+        return await self.get(self.DEPLOYMENTS, namespace, name)
+
+    async def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A v1 Service, or None."""
+        return await self.get(self.SERVICES, namespace, name)
+
+    async def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A gateway.networking.k8s.io/v1 HTTPRoute, or None (also when the CRD is not installed)."""
+        return await self.get(self.HTTP_ROUTES, namespace, name)
+
+    # Transport -----------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.kube._call(self._request_sync, method, path, query, body, content_type)
+
+    def _request_sync(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: dict[str, Any] | None,
+        content_type: str | None,
+    ) -> dict[str, Any]:
+        api = self.kube._api
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        serialized = api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(*serialized)
+        response.read()
+        # "object" keeps the JSON as plain dicts; non-2xx answers raise ApiException.
+        data = api.response_deserialize(response, {"2XX": "object"}).data
+        return data if isinstance(data, dict) else {}
+
+
+def _object_path(resource: Resource, namespace: str, name: str | None = None) -> str:
+    root = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+    path = f"{root}/namespaces/{namespace}/{resource.plural}"
+    return f"{path}/{name}" if name is not None else path
+
+
+def _describe(error: ApiException) -> str:
+    detail = _status_message(error)
+    return f"HTTP {error.status} {detail}".rstrip()
+
+
+def _not_served(resource: Resource, error: ApiException) -> ResourceNotServed:
+    return ResourceNotServed(
+        f"the cluster does not serve {resource.plural}.{resource.api_version} ({_describe(error)})"
+    )
+
+
+def _write_error(error: ApiException, doing: str) -> ClusterError:
+    if error.status in (400, 403, 422):
+        return ObjectRejected(f"{doing}: {_describe(error)}", status=error.status)
+    return ClusterError(f"{doing}: {_describe(error)}")

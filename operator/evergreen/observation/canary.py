@@ -79,7 +79,9 @@ async def _kpi_check(
             stable=stable_value,
             message=f"{candidate}: {outcome.message}",
         )
-    if stable_value is not None and _worse_by(kpi, outcome.value, stable_value) > tolerance:
+    # A relative slack absorbs float noise: 0.92 must not be "worse" than 0.9199999999999999.
+    slack = 1e-9 * max(abs(outcome.value), abs(stable_value or 0.0), 1.0)
+    if stable_value is not None and _worse_by(kpi, outcome.value, stable_value) > tolerance + slack:
         return CheckRecord(
             name=name,
             result=RolloutCheck.FAILED,
