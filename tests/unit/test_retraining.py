@@ -228,3 +228,20 @@ def test_settle_counts_failures_in_a_row_and_gives_up() -> None:
     )
     assert recovered.consecutive_failures == 0
     assert recovered.candidate is not None and recovered.candidate.version == "v3"
+
+
+def test_a_request_comes_from_the_spec_or_an_annotation() -> None:
+    from evergreen.actuators.retraining import REQUEST_ANNOTATION, Monitor, RetrainingActuator
+    from evergreen.api.resource import parse_spec
+
+    def monitor(annotations: dict[str, str]) -> Monitor:
+        return Monitor("ml", "fraud", "uid", annotations)
+
+    base = {"model": "m", "kpis": [{"name": "p", "query": "q", "min": 1}], "retraining": spec().to_wire()}
+    plain = parse_spec(base)
+    assert RetrainingActuator._request(plain, monitor({})) == (None, "")
+    assert RetrainingActuator._request(plain, monitor({REQUEST_ANNOTATION: " r-7 "})) == ("r-7", "")
+    requested = parse_spec(
+        {**base, "retraining": {**spec().to_wire(), "request": {"id": "r-8", "reason": "labels"}}}
+    )
+    assert RetrainingActuator._request(requested, monitor({REQUEST_ANNOTATION: "r-7"})) == ("r-8", "labels")
