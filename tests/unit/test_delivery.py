@@ -249,3 +249,24 @@ def test_holds_are_active_until_expiry_with_notice_ahead() -> None:
 def test_a_changed_hold_is_announced_again() -> None:
     previous = [HoldStatus(name="bank-a", version="v10", active=True, expires_at=HOLD.until)]
     assert [e.reason for e in reconcile_holds([HOLD], previous, T0).events] == ["HoldActive"]
+
+
+def test_no_rollout_starts_during_a_data_quality_hold() -> None:
+    drive = Driver(spec())
+    drive.tick(hold=True)
+    assert drive.phase() is RolloutPhase.IDLE and "HoldForDataQuality" in drive.status.message
+    drive.tick(hold=False)
+    assert drive.phase() is RolloutPhase.PROGRESSING
+
+
+def test_failed_checks_count_while_paused() -> None:
+    mixed = [*FAIL, CheckRecord(name="predictionDrift", result=RolloutCheck.NO_DATA, message="no traffic")]
+    drive = Driver(spec())
+    drive.tick()
+    drive.tick(checks=NO_DATA)
+    assert drive.phase() is RolloutPhase.PAUSED
+    drive.tick(checks=mixed)
+    assert drive.status.checks_failed == 1 and drive.phase() is RolloutPhase.PAUSED
+    assert drive.status.last_checks == mixed
+    result = drive.tick(checks=mixed)
+    assert result.rolled_back == "v13"

@@ -406,3 +406,33 @@ def test_a_different_break_after_a_gap_is_a_new_incident() -> None:
         ]
     )
     assert decisions(states)[-1] == ("Watch", "PossiblePipelineBreak")
+
+
+def without_drift(item: Evaluation) -> Evaluation:
+    """The same evaluation with the feature histograms missing (an exporter stopped)."""
+    return Evaluation(
+        time=item.time, duration_seconds=0, queries=5, drift=None, data_quality=item.data_quality, kpis=item.kpis
+    )
+
+
+def test_missing_drift_data_is_no_evidence_of_stable_inputs() -> None:
+    states = run([without_drift(evaluation(at, world(), precision=0.8)) for at in times(3)])
+    assert all(action != "Retrain" for action, _ in decisions(states))
+
+
+def test_a_hold_is_not_released_by_missing_data() -> None:
+    broken = celsius_to_fahrenheit()
+    evals = [evaluation(T0, broken, world()), evaluation(T0 + STEP, broken, broken)]
+    evals += [without_drift(evaluation(at, broken, broken)) for at in times(6)[2:]]
+    assert decisions(run(evals))[-1] == ("HoldForDataQuality", "UnitChange")
+
+
+def test_an_extra_evaluation_right_after_another_does_not_count_twice() -> None:
+    spiked = world({"amount": Dist(55, 12)})
+    # Drift seen at 0:00, and again 20 s later because someone edited the spec: still one.
+    states = run([
+        evaluation(T0, spiked, spiked, precision=0.8),
+        evaluation(T0 + timedelta(seconds=20), spiked, spiked, precision=0.8),
+    ])
+    assert len(states[-1].assessments) == 1
+    assert decisions(states)[-1][0] != "Retrain"

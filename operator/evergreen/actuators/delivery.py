@@ -16,7 +16,7 @@ from typing import Any
 from evergreen.actuators.routing import router_for
 from evergreen.actuators.routing.base import MonitorRef, ServingPlan, ServingState, held_versions
 from evergreen.api.decisions import Action, Decision
-from evergreen.api.delivery import CheckRecord, RolloutCheck
+from evergreen.api.delivery import CheckRecord, RolloutCheck, RolloutSpec
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ModelMonitorStatus
@@ -60,12 +60,15 @@ def _held_for_data_quality(decision: Decision | None) -> bool:
     )
 
 
-def _offered(spec: ModelMonitorSpec, status: ModelMonitorStatus) -> str | None:
+def _offered(spec: ModelMonitorSpec, status: ModelMonitorStatus, serving: str) -> str | None:
+    """The version to roll out: the spec's, unless it is served already or was rolled back
+    (a candidate left in the spec after its rollout must not hide retraining's next one)."""
     assert spec.rollout is not None
-    if spec.rollout.candidate is not None:
+    done = {serving, *status.rollout.rejected_versions}
+    if spec.rollout.candidate is not None and spec.rollout.candidate not in done:
         return spec.rollout.candidate
     candidate = status.retraining.candidate
-    return candidate.version if candidate is not None else None
+    return candidate.version if candidate is not None and candidate.version not in done else None
 
 
 class DeliveryActuator:
@@ -112,7 +115,7 @@ class DeliveryActuator:
             RolloutInputs(
                 spec=rollout,
                 serving=serving,
-                offered=_offered(spec, status),
+                offered=_offered(spec, status, serving),
                 now=now,
                 candidate_ready=bool(before.candidate and state.ready.get(before.candidate)),
                 checks=checks,
@@ -134,6 +137,7 @@ class DeliveryActuator:
             "rollout": after,
             "holds": holds.status,
             "serving": dict(state.replicas),
+            "serving_rollout": rollout.to_wire(),
         }
         if result.promoted is not None:
             updates.update(current_version=result.promoted, previous_version=serving, baseline_anchor=now)
@@ -174,9 +178,11 @@ class DeliveryActuator:
             spec, metrics, now, namespace=namespace, candidate=candidate, stable=stable
         )
 
-    async def finalize(self, body: Mapping[str, Any], spec: ModelMonitorSpec) -> None:
-        """The monitor is being deleted: give the team's serving objects back."""
-        await self.router(body, spec).finalize()
+    async def finalize(self, body: Mapping[str, Any], rollout: RolloutSpec) -> None:
+        """Give the team's serving objects back (the monitor is deleted, or stopped rolling out)."""
+        meta = body["metadata"]
+        monitor = MonitorRef(meta["namespace"], meta["name"], meta.get("uid", ""))
+        await router_for(rollout.router, self.kube, monitor, rollout).finalize()
 
 
 __all__ = ["DeliveryActuator", "DeliveryStep", "serving_version"]

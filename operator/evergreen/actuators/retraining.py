@@ -14,17 +14,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from evergreen.actuators.workload_template import RunContext, render_workload, run_selector
+from evergreen.actuators.workload_outcome import parse_time
+from evergreen.actuators.workload_template import RUN_LABEL, RunContext, render_workload, run_selector
 from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
-from evergreen.api.retraining import BlockedRetrain, Candidate, RetrainingStatus, RetrainRun, RunOutcome
+from evergreen.api.retraining import (
+    BlockedRetrain,
+    Candidate,
+    RetrainingSpec,
+    RetrainingStatus,
+    RetrainRun,
+    RunOutcome,
+)
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ConditionStatus, ConditionType
 from evergreen.conditions import ConditionDraft
 from evergreen.errors import SpecError
-from evergreen.kube.client import KubeApi, Resource, ResourceNotServed, WorkloadApi, WorkloadRejected
-from evergreen.retraining.guardrails import blocked, cost_in_window, runs_in_window
-from evergreen.retraining.runs import Observed, advance_run, claim, newly_finished, settle
+from evergreen.kube.client import (
+    KubeApi,
+    ObjectApi,
+    Resource,
+    ResourceNotServed,
+    WorkloadApi,
+    WorkloadRejected,
+)
+from evergreen.retraining.guardrails import blocked, cost_in_window, recent_starts, runs_in_window
+from evergreen.retraining.runs import RUN_HISTORY, Observed, advance_run, claim, newly_finished, settle
 from evergreen.transitions import EventRecord, EventType
 
 log = logging.getLogger(__name__)
@@ -102,6 +117,7 @@ class RetrainingActuator:
 
     def __init__(self, kube: KubeApi) -> None:
         self.workloads = WorkloadApi(kube)
+        self.objects = ObjectApi(kube)
 
     async def reconcile(
         self,
@@ -111,7 +127,11 @@ class RetrainingActuator:
         decision: Decision | None,
         current_version: str | None,
         now: datetime,
+        *,
+        enforce: bool = True,
     ) -> RetrainingStep:
+        """Track runs; start the ones a decision or request asks for (never with ``enforce`` off:
+        mode Observe explains and never acts)."""
         monitor = Monitor.of(body)
         retraining = spec.retraining
         if retraining is None:
@@ -131,6 +151,7 @@ class RetrainingActuator:
 
         serving = serving_model(spec, current_version, status)
         events: list[EventRecord] = []
+        status = await self._adopt_orphans(status, resource, monitor, retraining, now, events)
         runs = [await self._track(run, resource, monitor, spec, serving, now) for run in status.runs]
         finished = newly_finished(status.runs, runs)
         settled = settle(status, retraining, runs, now)
@@ -148,7 +169,23 @@ class RetrainingActuator:
 
         started: list[RetrainRun] = []
         request_id, request_reason = self._request(spec, monitor)
-        if request_id is not None and request_id != settled.handled_request:
+        if not enforce:
+            wanted = _new_request(request_id, settled) or (
+                decision is not None and decision.action is Action.RETRAIN
+            )
+            if wanted:
+                settled = self._record_blocked(
+                    settled,
+                    BlockedRetrain(
+                        reason="Observe",
+                        message="mode Observe: retraining is decided and explained, never run",
+                        since=now,
+                    ),
+                    events,
+                )
+            else:
+                settled = settled.model_copy(update={"blocked": None})
+        elif _new_request(request_id, settled):
             reason = blocked(retraining, settled, now, manual=True)
             if reason is None:
                 settled, run = claim(
@@ -221,6 +258,61 @@ class RetrainingActuator:
                 )
         settled = _windows(settled, spec, now)
         return RetrainingStep(settled, self._draft(settled, spec), events, finished, started)
+
+    async def _adopt_orphans(
+        self,
+        status: RetrainingStatus,
+        resource: Resource,
+        monitor: Monitor,
+        retraining: RetrainingSpec,
+        now: datetime,
+        events: list[EventRecord],
+    ) -> RetrainingStatus:
+        """Record runs whose workload exists but whose claim was never written.
+
+        A workload is created before the status that records it; if that write was lost and
+        the run was then no longer wanted, the workload would run untracked and outside the
+        budget. Any of this monitor's workloads numbered at or beyond ``nextRun`` is such a run.
+        """
+        items = await self.objects.list_objects(resource, monitor.namespace, run_selector(monitor.name))
+        adopted = status
+        for item in sorted(items, key=lambda body: _run_number(body) or 0):
+            number = _run_number(item)
+            if number is None or number < adopted.next_run or not _owned_by(item, monitor.uid):
+                continue
+            meta = item["metadata"]
+            annotations = meta.get("annotations") or {}
+            created = (
+                parse_time(annotations.get("evergreen.dev/created-at"))
+                or parse_time(meta.get("creationTimestamp"))
+                or now
+            )
+            features = annotations.get("evergreen.dev/features", "")
+            run = RetrainRun(
+                run=number,
+                name=meta["name"],
+                trigger=annotations.get("evergreen.dev/trigger", "Unknown"),
+                scope_features=[f for f in features.split(",") if f],
+                outcome=RunOutcome.RUNNING,
+                created=created,
+                started=created,
+            )
+            adopted = adopted.model_copy(
+                update={
+                    "next_run": number + 1,
+                    "runs": [*adopted.runs, run][-RUN_HISTORY:],
+                    "recent_starts": recent_starts(retraining, [*adopted.recent_starts, created], now),
+                }
+            )
+            events.append(
+                EventRecord(
+                    EventType.NORMAL,
+                    "RetrainAdopted",
+                    f"run {number} ({run.name}) was created but not recorded (a lost status write): "
+                    "tracked now",
+                )
+            )
+        return adopted
 
     @staticmethod
     def _request(spec: ModelMonitorSpec, monitor: Monitor) -> tuple[str | None, str]:
@@ -370,6 +462,19 @@ class RetrainingActuator:
                 f"{status.blocked.reason}{until}: {status.blocked.message}",
             )
         return self._idle_draft(status, configured=True)
+
+
+def _new_request(request_id: str | None, status: RetrainingStatus) -> bool:
+    handled = {*status.handled_requests, status.handled_request}
+    return request_id is not None and request_id not in handled
+
+
+def _run_number(workload: Mapping[str, Any]) -> int | None:
+    label = (workload.get("metadata", {}).get("labels") or {}).get(RUN_LABEL)
+    try:
+        return int(label) if label is not None else None
+    except ValueError:
+        return None
 
 
 def _owned_by(workload: Mapping[str, Any], uid: str) -> bool:

@@ -99,6 +99,7 @@ class Assessment(StatusModel):
     kpis_unknown: list[str] = Field(default_factory=list)
     data_quality_breached: list[Evidence] = Field(default_factory=list)
     drift_evaluated: bool = True
+    data_quality_evaluated: bool = True
 
     def has_breaks(self) -> bool:
         return bool(self.breaks or self.data_quality_breached)

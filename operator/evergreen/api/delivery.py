@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from evergreen.api.base import OBJECT_NAME_PATTERN, ApiModel, StatusModel
 from evergreen.api.durations import Duration
@@ -176,7 +176,7 @@ class VersionHold(ApiModel):
     name: str = Field(pattern=DNS_LABEL, max_length=40)
     version: str = Field(pattern=VERSION_PATTERN, max_length=63)
     match: HoldMatch
-    until: datetime
+    until: AwareDatetime = Field(description="RFC 3339 with a time zone, e.g. 2027-03-31T00:00:00Z.")
     reason: str = Field(default="", max_length=1024)
     replicas: int = Field(default=1, ge=1, le=1000, description="Replicas that serve the held version.")
 

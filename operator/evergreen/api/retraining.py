@@ -227,6 +227,9 @@ class RetrainingStatus(StatusModel):
     consecutive_failures: int = 0
     gave_up: bool = Field(default=False, description="Retraining stopped until a person acts.")
     handled_request: str | None = Field(default=None, description="The last manual request id handled.")
+    handled_requests: list[str] = Field(
+        default_factory=list, description="Recent request ids handled (a reverted id does not run again)."
+    )
     recent_starts: list[datetime] = Field(
         default_factory=list, description="Start times of the runs inside the budget windows."
     )

@@ -270,7 +270,7 @@ class DecisionPolicy(ApiModel):
     )
     escalate_hold_after: Duration | None = Field(
         default="24h",
-        description="A data-quality hold unresolved this long escalates to a person.",
+        description="A data-quality hold unresolved this long escalates to a person (0s: never).",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -133,6 +134,9 @@ class ModelMonitorStatus(StatusModel):
         default_factory=list, description="Earlier decisions, newest last (bounded)."
     )
     current_version: str | None = Field(default=None, description="The version serving now.")
+    declared_version: str | None = Field(
+        default=None, description="The spec.currentVersion last seen (a change of it wins)."
+    )
     previous_version: str | None = Field(
         default=None, description="The version served before the last promotion."
     )
@@ -141,6 +145,12 @@ class ModelMonitorStatus(StatusModel):
     )
     rollout: RolloutStatus = Field(default_factory=RolloutStatus)
     holds: list[HoldStatus] = Field(default_factory=list)
+    serving_rollout: dict[str, Any] | None = Field(
+        default=None,
+        description="The spec.rollout Evergreen serves versions by (kept so it can give the team's "
+        "objects back even when spec.rollout is removed or broken).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     serving: dict[str, int] = Field(
         default_factory=dict, description="Replicas per version Evergreen runs (for exact rollback)."
     )

@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from evergreen.api.resource import GROUP, PLURAL, VERSION
 from evergreen.controller.reconciler import MonitorReconciler
 from evergreen.controller.settings import OperatorSettings
-from evergreen.errors import ClusterError
+from evergreen.errors import ClusterError, EvergreenError
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -105,7 +105,7 @@ def register(
         assert namespace is not None
         try:
             await reconciler.finalize(body)
-        except ClusterError as error:
+        except EvergreenError as error:  # the team's Deployment is not ready yet, the API failed
             raise kopf.TemporaryError(str(error), delay=settings.retry_seconds) from error
         reconciler.forget(namespace, name)
 

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from evergreen.actuators.delivery import DeliveryActuator
 from evergreen.actuators.retraining import RetrainingActuator, RetrainingStep, validate_template
+from evergreen.actuators.routing.base import ServingNotReady
 from evergreen.api.decisions import Decision
+from evergreen.api.delivery import RolloutSpec, RolloutStatus
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec, parse_status
-from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
-from evergreen.api.status import Condition, ConditionStatus, ConditionType, ModelMonitorStatus
+from evergreen.api.spec import HistogramDrift, Mode, ModelMonitorSpec
+from evergreen.api.status import CheckState, Condition, ConditionStatus, ConditionType, ModelMonitorStatus
 from evergreen.conditions import (
     ConditionDraft,
     evaluation_drafts,
@@ -62,8 +66,43 @@ def _informative(evaluation: Evaluation) -> bool:
     return bool(
         evaluation.drift
         or evaluation.prediction_drift
-        or any(outcome.value is not None for outcome in (*evaluation.data_quality, *evaluation.kpis))
+        or any(
+            outcome.state in (CheckState.OK, CheckState.BREACHED)
+            for outcome in (*evaluation.data_quality, *evaluation.kpis)
+        )
     )
+
+
+def served_rollout(status: ModelMonitorStatus) -> RolloutSpec | None:
+    """The rollout settings Evergreen last served versions by, if it serves any."""
+    if not status.serving_rollout:
+        return None
+    try:
+        return RolloutSpec.model_validate(status.serving_rollout)
+    except ValidationError:
+        log.warning("unreadable status.servingRollout: the team's objects must be given back by hand")
+        return None
+
+
+def fresh_decision(spec: ModelMonitorSpec, decision: Decision | None, now: datetime) -> Decision | None:
+    """The decision, if an informative evaluation confirmed it recently enough to act on.
+
+    During a metrics outage the last decision stays in status to explain what was known; it
+    must not keep starting retraining runs hours later.
+    """
+    if decision is None:
+        return None
+    horizon = parse_duration(spec.interval) * (spec.policy.persistence.of + 1)
+    return decision if now - decision.time <= horizon else None
+
+
+def sync_declared_version(spec: ModelMonitorSpec, status: ModelMonitorStatus) -> ModelMonitorStatus:
+    """A changed ``spec.currentVersion`` is a person's word on what serves now: it wins over
+    what promotions recorded (until the next promotion)."""
+    declared = spec.current_version
+    if declared is None or declared == status.declared_version:
+        return status
+    return status.model_copy(update={"current_version": declared, "declared_version": declared})
 
 
 def is_due(status: ModelMonitorStatus, generation: int | None, now: datetime) -> bool:
@@ -99,10 +138,16 @@ class MonitorReconciler:
         self.last_step = time.monotonic()
 
     async def finalize(self, body: Mapping[str, Any]) -> None:
-        """The monitor is being deleted: give the team's serving objects back (if any were taken)."""
-        spec = self._valid_spec(body)
-        if spec is not None and spec.rollout is not None:
-            await self.delivery.finalize(body, spec)
+        """The monitor is being deleted: give the team's serving objects back (if any were taken).
+
+        The rollout settings come from status (what Evergreen actually served by), so a removed
+        or broken spec.rollout can never leave the team's Deployment scaled to zero.
+        """
+        meta = body["metadata"]
+        async with self._locks.setdefault((meta["namespace"], meta["name"]), asyncio.Lock()):
+            rollout = served_rollout(parse_status(body.get("status")))
+            if rollout is not None:
+                await self.delivery.finalize(body, rollout)
 
     def forget(self, namespace: str, name: str) -> None:
         """The monitor is gone: drop its lock and metrics."""
@@ -113,14 +158,17 @@ class MonitorReconciler:
         """Evaluate the monitor if it is due; safe to call concurrently and repeatedly."""
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         async with lock:
-            for _ in range(3):
+            for attempt in range(3):
                 try:
                     await self._step(namespace, name)
                     break
                 except Conflict:
                     # Somebody (kopf's own annotations, a person, a second replica) wrote the
                     # object since it was read: read again and redo the step.
-                    continue
+                    if attempt == 2:
+                        log.warning(
+                            "%s/%s kept changing while reconciled; retrying next tick", namespace, name
+                        )
             self.last_step = time.monotonic()
 
     async def _step(self, namespace: str, name: str) -> None:
@@ -142,19 +190,72 @@ class MonitorReconciler:
             seconds = time.perf_counter() - started
             new_status, events = self._evaluated(status, attempt, generation, now)
 
-        # Retraining runs are tracked on every tick, not only when an evaluation is due.
         spec = self._valid_spec(body)
+        if spec is not None:
+            new_status = sync_declared_version(spec, new_status)
+        # Retraining runs are tracked on every tick, not only when an evaluation is due.
         if spec is not None and (spec.retraining is not None or status.retraining.runs):
-            step = await self.retraining.reconcile(
-                body, spec, new_status.retraining, new_status.decision, new_status.current_version, now
-            )
-            conditions = merge_conditions(new_status.conditions, [step.draft], now=now, generation=generation)
-            events += step.events
-            new_status = new_status.model_copy(update={"retraining": step.status, "conditions": conditions})
-            retrained = (step, spec)
+            try:
+                step = await self.retraining.reconcile(
+                    body,
+                    spec,
+                    new_status.retraining,
+                    fresh_decision(spec, new_status.decision, now),
+                    new_status.current_version,
+                    now,
+                    enforce=spec.mode is Mode.ENFORCE,
+                )
+            except Conflict:
+                raise
+            except Exception as error:
+                # The evaluation still lands; the condition says why retraining could not proceed.
+                new_status, failure = self._actuator_failed(
+                    new_status, ConditionType.RETRAINING, error, generation, now
+                )
+                events += failure
+            else:
+                conditions = merge_conditions(
+                    new_status.conditions, [step.draft], now=now, generation=generation
+                )
+                events += step.events
+                new_status = new_status.model_copy(
+                    update={"retraining": step.status, "conditions": conditions}
+                )
+                retrained = (step, spec)
 
+        served = served_rollout(new_status)
+        if spec is not None and spec.rollout is None and served is not None:
+            # Rolling out was switched off: give the team's objects back, once.
+            try:
+                await self.delivery.finalize(body, served)
+            except Conflict:
+                raise
+            except Exception as error:  # one monitor's failure must not stop its evaluation
+                new_status, failure = self._actuator_failed(
+                    new_status, ConditionType.ROLLOUT, error, generation, now
+                )
+                events += failure
+            else:
+                new_status = new_status.model_copy(
+                    update={"serving_rollout": None, "serving": {}, "rollout": RolloutStatus(), "holds": []}
+                )
+                events.append(
+                    EventRecord(
+                        EventType.NORMAL,
+                        "ServingReturned",
+                        "spec.rollout was removed: the team's Deployment serves again and Evergreen's "
+                        "version objects are gone",
+                    )
+                )
         if spec is not None and spec.rollout is not None:
-            new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)
+            try:
+                new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)
+            except Conflict:
+                raise
+            except Exception as error:  # one monitor's failure must not stop its evaluation
+                new_status, delivery_events = self._actuator_failed(
+                    new_status, ConditionType.ROLLOUT, error, generation, now
+                )
             events += delivery_events
 
         if new_status == status:
@@ -182,6 +283,31 @@ class MonitorReconciler:
                 namespace, name, step.status.runs_in_window, spec.retraining.budget.runs
             )
 
+    def _actuator_failed(
+        self,
+        status: ModelMonitorStatus,
+        kind: ConditionType,
+        error: Exception,
+        generation: int | None,
+        now: datetime,
+    ) -> tuple[ModelMonitorStatus, list[EventRecord]]:
+        """An actuator could not act this tick: say so on its condition; retried next tick."""
+        if isinstance(error, ServingNotReady):
+            reason = "Waiting"
+        elif isinstance(error, ClusterError):
+            reason = "ClusterError"
+        else:
+            reason = "InternalError"
+            log.exception("%s failed", kind.value)
+        log.warning("%s: %s", kind.value, error)
+        draft = ConditionDraft(kind, ConditionStatus.FALSE, reason, str(error)[:1000])
+        before = {c.type: c for c in status.conditions}.get(kind)
+        conditions = merge_conditions(status.conditions, [draft], now=now, generation=generation)
+        events = []
+        if reason != "Waiting" and (before is None or before.reason != reason):
+            events.append(EventRecord(EventType.WARNING, f"{kind.value}Failed", str(error)[:1000]))
+        return status.model_copy(update={"conditions": conditions}), events
+
     async def _deliver(
         self,
         body: Mapping[str, Any],
@@ -199,6 +325,15 @@ class MonitorReconciler:
             )
             return self.sources.source(endpoint)
 
+        if spec.mode is Mode.OBSERVE:
+            draft = ConditionDraft(
+                ConditionType.ROLLOUT,
+                ConditionStatus.FALSE,
+                "ObserveMode",
+                "mode Observe: rollouts and holds are explained, not acted on",
+            )
+            conditions = merge_conditions(status.conditions, [draft], now=now, generation=generation)
+            return status.model_copy(update={"conditions": conditions}), []
         try:
             step = await self.delivery.reconcile(body, spec, status, source, now)
         except SpecError as error:

@@ -110,6 +110,11 @@ class _Machine:
         offered = self.inputs.offered
         if offered is None or offered == self.inputs.serving or offered in self.status.rejected_versions:
             return
+        if self.inputs.data_quality_hold:
+            # Rollouts are frozen during a data-quality incident: starting would only pause it
+            # and, past the deadline, reject a candidate for something that is not its fault.
+            self.update(message=f"{offered} waits: a HoldForDataQuality decision is in force")
+            return
         waiting = _gated(self.spec, Gate.START) and self.spec.approved_version != offered
         self.update(
             phase=RolloutPhase.AWAITING_APPROVAL if waiting else RolloutPhase.PROGRESSING,
@@ -143,9 +148,7 @@ class _Machine:
     def await_start(self) -> None:
         candidate = self.status.candidate
         if self.spec.approval is ApprovalMode.AUTO or self.spec.approved_version == candidate:
-            self.update(
-                phase=RolloutPhase.PROGRESSING, step=0, weight=self.spec.steps[0], step_started=None
-            )
+            self.update(phase=RolloutPhase.PROGRESSING, step=0, weight=self.spec.steps[0], step_started=None)
             self.emit(
                 EventType.NORMAL,
                 "RolloutStarted",
@@ -178,26 +181,36 @@ class _Machine:
         failed = [c for c in checks if c.result is RolloutCheck.FAILED]
         missing = [c for c in checks if c.result is RolloutCheck.NO_DATA]
         if failed:
-            count = self.status.checks_failed + 1
-            detail = "; ".join(f"{c.name}: {c.message}" for c in failed)
-            self.update(checks_failed=count, message=detail)
-            self.emit(
-                EventType.WARNING,
-                "RolloutCheckFailed",
-                f"{self.status.candidate} at {self.status.weight}%: {detail} "
-                f"({count} of {self.spec.max_failed_checks})",
-            )
-            if count >= self.spec.max_failed_checks:
-                self.roll_back("RolledBack", f"{count} failed checks: {detail}")
+            self._count_failures(failed)
             return
         if missing:
             detail = "; ".join(f"{c.name}: {c.message}" for c in missing)
             self.pause("NoData", detail)
             return
+        self._passed()
+
+    def _passed(self) -> None:
+        """Every check passed: count it, and move on when the step has lasted long enough."""
         self.update(checks_passed=self.status.checks_passed + 1, message="checks passing")
         started = self.status.step_started
         if started is not None and self.now - started >= parse_duration(self.spec.step_interval):
             self.next_step()
+
+    def _count_failures(self, failed: Sequence[CheckRecord]) -> bool:
+        """Count one failed check (whatever else is missing); True when it rolled back."""
+        count = self.status.checks_failed + 1
+        detail = "; ".join(f"{c.name}: {c.message}" for c in failed)
+        self.update(checks_failed=count, message=detail)
+        self.emit(
+            EventType.WARNING,
+            "RolloutCheckFailed",
+            f"{self.status.candidate} at {self.status.weight}%: {detail} "
+            f"({count} of {self.spec.max_failed_checks})",
+        )
+        if count >= self.spec.max_failed_checks:
+            self.roll_back("RolledBack", f"{count} failed checks: {detail}")
+            return True
+        return False
 
     def next_step(self) -> None:
         step = self.status.step
@@ -236,10 +249,17 @@ class _Machine:
         if self.now - since >= parse_duration(self.spec.no_data_deadline):
             self.roll_back("RolledBack", f"paused ({status.paused_reason}) for {self.spec.no_data_deadline}")
             return
+        checks = self.inputs.checks
+        failed: list[CheckRecord] = []
+        if checks is not None:
+            # Checks still count while paused: a failure is a failure, whatever else is missing.
+            self.update(last_checks=list(checks), last_check_time=self.now)
+            failed = [c for c in checks if c.result is RolloutCheck.FAILED]
+            if failed and self._count_failures(failed):
+                return
         if status.paused_reason == "DataQualityHold":
             cleared = not self.inputs.data_quality_hold
         else:
-            checks = self.inputs.checks
             cleared = checks is not None and all(c.result is not RolloutCheck.NO_DATA for c in checks)
         if not cleared:
             return
@@ -249,8 +269,8 @@ class _Machine:
             phase=RolloutPhase.PROGRESSING, paused_reason=None, paused_since=None, step_started=step_started
         )
         self.emit(EventType.NORMAL, "RolloutResumed", f"{status.candidate} resumes at {status.weight}%")
-        if status.paused_reason != "DataQualityHold":
-            self.progress()
+        if checks is not None and not failed:
+            self._passed()
 
     # -- endings ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,21 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             pass
     k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
     return configuration
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None.
+
+    JSON has neither, and the client would write them as bare ``NaN``/``Infinity``, which the
+    API server rejects: one odd number must never block a whole status write.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,7 @@ class KubeApi:
         """Write the whole status, only if nobody wrote the object since ``resource_version``."""
         patch = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-            {"op": "add", "path": "/status", "value": dict(status)},
+            {"op": "add", "path": "/status", "value": json_safe(dict(status))},
         ]
         try:
             body = await self._call(
@@ -279,6 +295,9 @@ class WorkloadApi:
             if error.status == 409:
                 return False
             detail = _status_message(error)
+            if error.status not in (400, 403, 404, 422):
+                # Throttling, timeouts, a busy API server: the same claim is retried next tick.
+                raise ClusterError(f"creating {resource.kind}: HTTP {error.status} {detail}") from error
             name = body["metadata"]["name"]
             raise WorkloadRejected(
                 f"creating {resource.kind} {namespace}/{name}: HTTP {error.status} {detail}",

@@ -63,8 +63,8 @@ async def _kpi_check(
     name = f"kpi:{kpi.name}"
     if isinstance(got_candidate, str):
         return CheckRecord(name=name, result=RolloutCheck.NO_DATA, message=got_candidate)
-    outcome = check_outcome(kpi, got_candidate)
-    if outcome.value is None:
+    outcome = check_outcome(kpi, got_candidate)  # onNoData: Breach comes back as Breached
+    if outcome.state is CheckState.NO_DATA:
         if kpi.on_no_data is NoDataPolicy.IGNORE:
             return CheckRecord(name=name, result=RolloutCheck.PASSED, message="no data (onNoData: Ignore)")
         return CheckRecord(name=name, result=RolloutCheck.NO_DATA, message=f"no data for {candidate}")
@@ -79,6 +79,8 @@ async def _kpi_check(
             stable=stable_value,
             message=f"{candidate}: {outcome.message}",
         )
+    if outcome.value is None:  # infinite, yet within bounds: nothing to compare
+        return CheckRecord(name=name, result=RolloutCheck.PASSED, message=outcome.message or "within bounds")
     # A relative slack absorbs float noise: 0.92 must not be "worse" than 0.9199999999999999.
     slack = 1e-9 * max(abs(outcome.value), abs(stable_value or 0.0), 1.0)
     if stable_value is not None and _worse_by(kpi, outcome.value, stable_value) > tolerance + slack:

@@ -26,11 +26,17 @@ def _margin(value: float, check: BoundedQuery) -> float:
     return min(distances)
 
 
+def _reported(value: float) -> float | None:
+    """The value as status can hold it: JSON has no infinity (the message says it instead)."""
+    return value if math.isfinite(value) else None
+
+
 def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
     """Judge every series of ``result``; report the worst one.
 
     A NaN value (for example a ratio over zero traffic) is missing data for that series, never
-    a number, so ``0/0`` can neither breach nor pass a check.
+    a number, so ``0/0`` can neither breach nor pass a check. An infinite value (a p99 in the
+    +Inf bucket, ``x/0``) is judged like any number; status shows it in the message.
     """
     values = [(s.value, dict(s.labels)) for s in result.samples if not math.isnan(s.value)]
     if not values:
@@ -50,7 +56,7 @@ def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
         return CheckOutcome(
             name=check.name,
             state=CheckState.BREACHED,
-            value=value,
+            value=_reported(value),
             labels=labels,
             min=check.min,
             max=check.max,
@@ -58,6 +64,15 @@ def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
             message=message,
         )
     value, labels = min(values, key=lambda item: _margin(item[0], check))
+    if not math.isfinite(value):
+        return CheckOutcome(
+            name=check.name,
+            state=CheckState.OK,
+            labels=labels,
+            min=check.min,
+            max=check.max,
+            message=f"{value} within bounds",
+        )
     return CheckOutcome(
         name=check.name, state=CheckState.OK, value=value, labels=labels, min=check.min, max=check.max
     )

@@ -311,4 +311,7 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         kpis_unknown=kpis_unknown,
         data_quality_breached=quality,
         drift_evaluated=evaluation.drift is not None or spec.drift is None,
+        data_quality_evaluated=all(
+            o.state in (CheckState.OK, CheckState.BREACHED) for o in evaluation.data_quality
+        ),
     )

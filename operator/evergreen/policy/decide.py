@@ -23,7 +23,7 @@ outage, a gap in a replay) do not count. In order of precedence:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from evergreen.api.decisions import Action, Assessment, BreakKind, Decision, Evidence, Finding, Scope
 from evergreen.api.durations import parse_duration
@@ -103,8 +103,14 @@ class _Decider:
         self, action: Action, reason: str, message: str, evidence: list[Evidence], scope: Scope | None = None
     ) -> Decision:
         since = self.now
-        if self.previous is not None and (self.previous.action, self.previous.reason) == (action, reason):
-            since = self.previous.since
+        previous = self.previous
+        if previous is not None and (
+            (previous.action, previous.reason) == (action, reason)
+            # A hold whose explanation sharpens (OutOfRange -> UnitChange) is the same hold: its
+            # age, which escalation is measured by, goes on.
+            or action is previous.action is Action.HOLD_FOR_DATA_QUALITY
+        ):
+            since = previous.since
         return Decision(
             action=action,
             reason=reason,
@@ -130,6 +136,13 @@ class _Decider:
                 return assessment
         return self.current
 
+    def _in_hold(self) -> bool:
+        previous = self.previous
+        return previous is not None and (
+            previous.action is Action.HOLD_FOR_DATA_QUALITY
+            or (previous.action, previous.reason) == (Action.ESCALATE, "HoldUnresolved")
+        )
+
     def _holding(self) -> bool:
         """Whether a hold in place continues: the same breaks are still seen.
 
@@ -137,10 +150,7 @@ class _Decider:
         evidence that a pipeline was fixed. Different breaks start a new incident.
         """
         previous = self.previous
-        if previous is None or not (
-            previous.action is Action.HOLD_FOR_DATA_QUALITY
-            or (previous.action, previous.reason) == (Action.ESCALATE, "HoldUnresolved")
-        ):
+        if previous is None or not self._in_hold():
             return False
         held = {(e.feature, e.segment) for e in previous.evidence}
         seen: set[tuple[str | None, str | None]] = {(f.feature, f.segment) for f in self.current.breaks}
@@ -149,6 +159,14 @@ class _Decider:
 
     def hold(self) -> Decision | None:
         current = self.current
+        blind = not (current.drift_evaluated and current.data_quality_evaluated)
+        if blind and self._in_hold() and not current.has_breaks():
+            # The signals that showed the break are missing: that is no evidence of a fix.
+            previous = self.previous
+            assert previous is not None
+            return self.make(
+                previous.action, previous.reason, previous.message, list(previous.evidence), previous.scope
+            )
         if not (self.held(Assessment.has_breaks) or (self._holding() and current.has_breaks())):
             if current.has_breaks():
                 evidence = _evidence(current.breaks, "signature", self.window) + current.data_quality_breached
@@ -175,7 +193,8 @@ class _Decider:
             else self.now
         )
         limit = self.spec.policy.escalate_hold_after
-        if escalated or (limit is not None and self.now - held_since >= parse_duration(limit)):
+        limit_reached = limit is not None and parse_duration(limit) > timedelta(0)
+        if escalated or (limit_reached and self.now - held_since >= parse_duration(limit or "0s")):
             return self.make(
                 Action.ESCALATE,
                 "HoldUnresolved",
@@ -234,7 +253,9 @@ class _Decider:
                 evidence,
                 _scope(findings),
             )
-        if kpis_persist and not current.drift and not drift_persists:
+        # "Inputs stable" must be seen, not assumed: missing drift data is no evidence of it.
+        inputs_seen = all(a.drift_evaluated for a in self.recent)
+        if kpis_persist and inputs_seen and not current.drift and not drift_persists:
             return self.make(
                 Action.RETRAIN,
                 "ConceptDrift",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ModelMonitorStatus
 from evergreen.observation.evaluate import Evaluation
@@ -67,8 +68,13 @@ def advance(
     ``retraining_gave_up``: runs kept failing validation; a Retrain becomes an escalation.
     """
     now = evaluation.time
-    assessment = assess(spec, evaluation, state.assessment)
-    assessments = (*state.assessments, assessment)[-spec.policy.persistence.of :]
+    earlier = state.assessments
+    if earlier and now - earlier[-1].time < parse_duration(spec.interval) / 2:
+        # An extra evaluation (a spec edit, an approval) replaces the recent one instead of
+        # counting twice towards persistence.
+        earlier = earlier[:-1]
+    assessment = assess(spec, evaluation, earlier[-1] if earlier else None)
+    assessments = (*earlier, assessment)[-spec.policy.persistence.of :]
     decision = decide(spec, assessments, state.decision, now, retraining_gave_up=retraining_gave_up)
     history = _record(state.history, state.decision, decision, now)
     return PolicyState(assessments, decision, history)

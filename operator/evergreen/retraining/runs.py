@@ -77,6 +77,11 @@ def claim(
             "runs": [*status.runs, run][-RUN_HISTORY:],
             "recent_starts": recent_starts(spec, [*status.recent_starts, now], now),
             "handled_request": request_id if request_id is not None else status.handled_request,
+            "handled_requests": (
+                [*status.handled_requests, request_id][-RUN_HISTORY:]
+                if request_id is not None
+                else status.handled_requests
+            ),
             "blocked": None,
         }
     )
