@@ -404,3 +404,35 @@ def test_a_hold_keeps_the_old_version_through_a_promotion_and_is_released_at_exp
         jsonschema.Draft4Validator(route_schema()).validate(body)
         assert len(body["spec"]["rules"]) == 1
         assert cluster.monitor("fraud")["status"]["holds"][0]["active"] is False
+
+
+def test_observe_mode_touches_nothing_and_removing_rollout_gives_serving_back(
+    serving: Cluster, live_prometheus: PrometheusServer, two_versions: LiveModelTraffic
+) -> None:
+    cluster = serving
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", {**spec(), "mode": "Observe"})
+        condition = wait_for(
+            "the Observe condition",
+            lambda: (c := cluster.condition("fraud", "Rollout")) and c["reason"] == "ObserveMode" and c,
+        )
+        assert condition["status"] == "False"
+        assert deployments(cluster) == {"fraud": TEAM_REPLICAS}  # nothing adopted, nothing created
+
+        cluster.patch_spec("fraud", {"mode": "Enforce"})
+        wait_for("a rollout", lambda: rollout(cluster).get("phase") == "Progressing")
+        wait_for("the team's Deployment handed over", lambda: deployments(cluster).get("fraud") == 0)
+
+        # Switching rollouts off gives serving back to the team's own Deployment.
+        body = cluster.monitor("fraud")
+        body["spec"].pop("rollout")
+        cluster.custom.replace_namespaced_custom_object(
+            "evergreen.dev", "v1alpha1", NAMESPACE, "modelmonitors", "fraud", body
+        )
+        wait_for(
+            "serving returned",
+            lambda: "ServingReturned" in [e[1] for e in cluster.events("fraud")],
+            timeout=30,
+        )
+        assert deployments(cluster) == {"fraud": TEAM_REPLICAS}
+        assert cluster.monitor("fraud")["status"].get("servingRollout") is None

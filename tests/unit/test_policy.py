@@ -411,7 +411,12 @@ def test_a_different_break_after_a_gap_is_a_new_incident() -> None:
 def without_drift(item: Evaluation) -> Evaluation:
     """The same evaluation with the feature histograms missing (an exporter stopped)."""
     return Evaluation(
-        time=item.time, duration_seconds=0, queries=5, drift=None, data_quality=item.data_quality, kpis=item.kpis
+        time=item.time,
+        duration_seconds=0,
+        queries=5,
+        drift=None,
+        data_quality=item.data_quality,
+        kpis=item.kpis,
     )
 
 
@@ -430,9 +435,11 @@ def test_a_hold_is_not_released_by_missing_data() -> None:
 def test_an_extra_evaluation_right_after_another_does_not_count_twice() -> None:
     spiked = world({"amount": Dist(55, 12)})
     # Drift seen at 0:00, and again 20 s later because someone edited the spec: still one.
-    states = run([
-        evaluation(T0, spiked, spiked, precision=0.8),
-        evaluation(T0 + timedelta(seconds=20), spiked, spiked, precision=0.8),
-    ])
+    states = run(
+        [
+            evaluation(T0, spiked, spiked, precision=0.8),
+            evaluation(T0 + timedelta(seconds=20), spiked, spiked, precision=0.8),
+        ]
+    )
     assert len(states[-1].assessments) == 1
     assert decisions(states)[-1][0] != "Retrain"
