@@ -86,7 +86,7 @@ class Cluster:
         return [(e.type, e.reason, e.message) for e in about]
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
     """Poll ``probe`` until it returns something truthy; fail saying what was awaited."""
     deadline = time.monotonic() + timeout
     last: T | None = None

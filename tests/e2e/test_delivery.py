@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 ROUTE_CRD = Path(__file__).parents[2].parent / "shared" / "crds" / "gateway-api-v1.4.1-httproutes.yaml"
 OUTCOMES = 'model_label_outcomes_total{model="{{model}}",version="{{version}}",outcome=~"%s"}'
 PRECISION = f"sum(increase({OUTCOMES % 'tp'}[10s])) / sum(increase({OUTCOMES % 'tp|fp'}[10s]))"
+#: A short window: when the exporter stops, the checks see no data within seconds.
+QUICK_PRECISION = PRECISION.replace("[10s]", "[3s]")
 TEAM_REPLICAS = 4
 
 
@@ -135,7 +137,7 @@ def two_versions(traffic: LiveModelTraffic, live_prometheus: PrometheusServer) -
     traffic.set_versions({"v1": 1.0})
 
 
-def spec(**rollout: Any) -> dict[str, Any]:
+def spec(*, kpi_query: str = PRECISION, **rollout: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "router": "Replicas",
         "target": {
@@ -154,7 +156,7 @@ def spec(**rollout: Any) -> dict[str, Any]:
         "model": "fraud-detector",
         "interval": "1s",
         "currentVersion": "v1",
-        "kpis": [{"name": "precision", "query": PRECISION, "min": 0.85}],
+        "kpis": [{"name": "precision", "query": kpi_query, "min": 0.85}],
         "rollout": settings,
     }
 
@@ -254,12 +256,14 @@ def test_missing_metrics_pause_and_resume_and_restarts_resume_in_place(
 ) -> None:
     cluster = serving
     with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
-        cluster.create_monitor("fraud", spec(stepInterval="4s", steps=[20, 40, 60, 100]))
+        cluster.create_monitor(
+            "fraud", spec(kpi_query=QUICK_PRECISION, stepInterval="6s", steps=[20, 40, 60, 100])
+        )
         wait_for("step 2", lambda: rollout(cluster).get("weight") == 40, timeout=40)
         two_versions.pause()
         paused = wait_for("a pause", lambda: (r := rollout(cluster))["phase"] == "Paused" and r, timeout=30)
         assert paused["pausedReason"] == "NoData"
-        # The vanished series linger in the 10 s window for a moment, so the pause may come a
+        # The vanished series linger in the 3 s window for a moment, so the pause may come a
         # step later; once paused, the weight holds and nothing counts as a failure.
         assert paused["weight"] in (40, 60) and paused["checksFailed"] == 0
         time.sleep(2)
