@@ -340,8 +340,10 @@ def test_dropping_a_bound_from_one_window_equals_dropping_it_from_both(
     one_sided = align(window(baseline, None), window(current, dropped))
     both = align(window(baseline, dropped), window(current, dropped))
     for method in DriftMethod:
+        # Equal up to rounding: the two alignments sum the same counts in a different order, and
+        # Jensen-Shannon's square root magnifies that near zero (1e-9 divergence -> 3e-5 distance).
         assert drift_scores(method, one_sided).score == pytest.approx(
-            drift_scores(method, both).score, nan_ok=True, rel=1e-9, abs=1e-12
+            drift_scores(method, both).score, nan_ok=True, rel=1e-6, abs=1e-9
         ), method
 
 

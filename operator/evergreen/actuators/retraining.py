@@ -16,7 +16,7 @@ from typing import Any
 
 from evergreen.actuators.workload_outcome import parse_time
 from evergreen.actuators.workload_template import RUN_LABEL, RunContext, render_workload, run_selector
-from evergreen.api.decisions import Action, Decision
+from evergreen.api.decisions import Action, Decision, Scope
 from evergreen.api.durations import parse_duration
 from evergreen.api.retraining import (
     BlockedRetrain,
@@ -186,39 +186,27 @@ class RetrainingActuator:
             else:
                 settled = settled.model_copy(update={"blocked": None})
         elif _new_request(request_id, settled):
-            reason = blocked(retraining, settled, now, manual=True)
-            if reason is None:
-                settled, run = claim(
-                    settled,
-                    retraining,
-                    monitor=monitor.name,
-                    uid=monitor.uid,
-                    trigger=f"Manual:{request_id}",
-                    scope=None,
-                    now=now,
-                    request_id=request_id,
-                )
+            settled, run = self._start(
+                settled,
+                retraining,
+                monitor,
+                now,
+                events,
+                trigger=f"Manual:{request_id}",
+                scope=None,
+                request_id=request_id,
+            )
+            if run is not None:
                 # A person acting is what giving up waits for.
                 settled = settled.model_copy(update={"gave_up": False, "consecutive_failures": 0})
                 started.append(run)
-            else:
-                settled = self._record_blocked(settled, reason, events)
         elif self._wants_run(decision, settled, serving):
             assert decision is not None
-            reason = blocked(retraining, settled, now, manual=False)
-            if reason is None:
-                settled, run = claim(
-                    settled,
-                    retraining,
-                    monitor=monitor.name,
-                    uid=monitor.uid,
-                    trigger=decision.reason,
-                    scope=decision.scope,
-                    now=now,
-                )
+            settled, run = self._start(
+                settled, retraining, monitor, now, events, trigger=decision.reason, scope=decision.scope
+            )
+            if run is not None:
                 started.append(run)
-            else:
-                settled = self._record_blocked(settled, reason, events)
         elif not (decision is not None and decision.action is Action.RETRAIN):
             settled = settled.model_copy(update={"blocked": None})
         elif (
@@ -313,6 +301,33 @@ class RetrainingActuator:
                 )
             )
         return adopted
+
+    def _start(
+        self,
+        status: RetrainingStatus,
+        retraining: RetrainingSpec,
+        monitor: Monitor,
+        now: datetime,
+        events: list[EventRecord],
+        *,
+        trigger: str,
+        scope: Scope | None,
+        request_id: str | None = None,
+    ) -> tuple[RetrainingStatus, RetrainRun | None]:
+        """Claim a run if the guardrails allow it (a person's request skips the cooldown)."""
+        reason = blocked(retraining, status, now, manual=request_id is not None)
+        if reason is not None:
+            return self._record_blocked(status, reason, events), None
+        return claim(
+            status,
+            retraining,
+            monitor=monitor.name,
+            uid=monitor.uid,
+            trigger=trigger,
+            scope=scope,
+            now=now,
+            request_id=request_id,
+        )
 
     @staticmethod
     def _request(spec: ModelMonitorSpec, monitor: Monitor) -> tuple[str | None, str]:
