@@ -30,14 +30,13 @@ from evergreen import backtest
 from evergreen.api.decisions import Action
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import DriftMethod, ModelMonitorSpec
-from evergreen.backtest import Step
+from evergreen.backtest import Step, evaluation_times
 from evergreen.simulation import backfill, catalog
 from evergreen.simulation.suite import (
     EXPECTATIONS,
     Category,
     Expectation,
     Verdict,
-    evaluation_times,
     judge,
     replay_scenario,
     scenario_of,

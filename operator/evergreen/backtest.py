@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from evergreen.api.decisions import Action, Decision
 from evergreen.api.spec import ModelMonitorSpec
@@ -49,6 +49,18 @@ class Summary:
     @property
     def holds(self) -> int:
         return self.entered.get(Action.HOLD_FOR_DATA_QUALITY, 0)
+
+
+def evaluation_times(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    """``start, start + step, ...`` up to and including ``end``: when a replay evaluates."""
+    if step <= timedelta(0):
+        raise ValueError(f"step must be positive, got {step}")
+    times = []
+    at = start
+    while at <= end:
+        times.append(at)
+        at += step
+    return times
 
 
 async def replay(

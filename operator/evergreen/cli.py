@@ -28,6 +28,7 @@ import yaml
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import KIND, parse_spec
 from evergreen.api.spec import ModelMonitorSpec
+from evergreen.backtest import evaluation_times
 from evergreen.conditions import evaluation_drafts, merge_conditions, unavailable_drafts
 from evergreen.errors import EvergreenError
 from evergreen.observation.evaluate import Evaluation, evaluate
@@ -200,9 +201,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         first, separator, last = span.partition("..")
         if not separator:
             raise SystemExit(f"--span expects START..END, got {span!r}")
-        times += _steps(_parse_time(first), _parse_time(last), step)
+        times += evaluation_times(_parse_time(first), _parse_time(last), step)
     if not times:
-        times = _steps(_parse_time(args.start), _parse_time(args.end), step)
+        times = evaluation_times(_parse_time(args.start), _parse_time(args.end), step)
     times = sorted(set(times))
     references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
@@ -215,15 +216,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     recorder.recording(manifest, args.description).save(args.output)
     print(f"recorded {len(times)} evaluations, {len(recorder.results)} answers -> {args.output}")
     return 0
-
-
-def _steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
-    times = []
-    at = start
-    while at <= end:
-        times.append(at)
-        at += step
-    return times
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -254,7 +246,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             backtest.replay(
                 spec,
                 _source(args, spec, url),
-                _steps(start, end, step),
+                evaluation_times(start, end, step),
                 namespace=_namespace(manifest, args.namespace),
                 references=_references(spec, args.baseline_file),
             )

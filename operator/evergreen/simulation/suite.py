@@ -30,7 +30,7 @@ from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec
 from evergreen.api.spec import ModelMonitorSpec
-from evergreen.backtest import Step, replay, summarize
+from evergreen.backtest import Step, evaluation_times, replay, summarize
 from evergreen.errors import EvergreenError
 from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.simulation import catalog
@@ -242,18 +242,6 @@ BY_SCENARIO = MappingProxyType({e.scenario: e for e in EXPECTATIONS})
 def scenario_of(expectation: Expectation) -> Scenario:
     """The catalog scenario an expectation is about."""
     return catalog.scenario(expectation.scenario)
-
-
-def evaluation_times(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
-    """``start, start + step, ...`` up to and including ``end``."""
-    if step <= timedelta(0):
-        raise SuiteError(f"step must be positive, got {step}")
-    times = []
-    at = start
-    while at <= end:
-        times.append(at)
-        at += step
-    return times
 
 
 def visible_from(scenario: Scenario) -> datetime | None:
