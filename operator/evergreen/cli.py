@@ -404,6 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
         require_service_account=args.require_service_account,
         health_port=args.health_port or None,
+        bind_address=args.bind_address,
     )
     asyncio.run(run_operator(settings, load_configuration(args.kubeconfig, args.context)))
     return 0
@@ -466,6 +467,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8000") or 8000))
     run.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080") or 8080))
+    run.add_argument(
+        "--bind-address",
+        default=_env("BIND_ADDRESS", "0.0.0.0"),
+        help="address /metrics and /healthz listen on (127.0.0.1 for a run outside the cluster)",
+    )
     run.add_argument(
         "--require-service-account",
         action="store_true",

@@ -1,119 +1,135 @@
-"""The real operator (kopf) against the Kubernetes API emulator and a real Prometheus.
+"""The real operator (kopf) on a real Kubernetes control plane, evaluating against a real Prometheus.
 
-``cluster`` is an emulated API server with the ModelMonitor CRD created from ``crds/`` (as
-``kubectl apply -f crds/`` would); ``operator`` runs ``evergreen.controller.runner`` in its
-own thread with a fast tick; ``live`` is a real Prometheus scraping live model traffic.
+Once per session: etcd, kube-apiserver and kube-controller-manager (``control_plane``), the node
+stand-in that plays the kubelet, the third-party CRDs Evergreen writes (HTTPRoute, Workflow,
+PyTorchJob, RayJob), and the chart installed with the real ``helm`` binary. Every test gets a
+namespace of its own (``cluster``); ``OperatorProcess`` runs ``evergreen.controller.runner``
+with a token of the chart's ServiceAccount, so the chart's RBAC is in force.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes.client
 import pytest
-import yaml
-from kubernetes.client import CoreV1Api, CustomObjectsApi, V1Namespace, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
 
 from evergreen.api.resource import GROUP, PLURAL, VERSION
 from evergreen.controller.runner import run_operator
 from evergreen.controller.settings import OperatorSettings
-from evergreen.kube.client import load_configuration
 from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.prometheus import free_port
 from evergreen.telemetry import Telemetry
-from tests.support.kube_server import KubeServer
+from tests.support.binaries import Tools, k8s_tools
+from tests.support.cluster import (
+    SHARED_CRDS,
+    THIRD_PARTY_CRDS,
+    WORKLOAD_RBAC,
+    Cluster,
+    Release,
+    install_chart,
+    install_crds,
+    service_account_token,
+    wait_for,
+)
+from tests.support.control_plane import ControlPlane
+from tests.support.kubelet import NodeStandIn
 
-ROOT = Path(__file__).parents[2]
-NAMESPACE = "ml"
-T = TypeVar("T")
+__all__ = ["Cluster", "OperatorProcess", "operator_settings", "wait_for"]
+
+#: The release namespace of the cluster-wide chart install every test's operator runs under.
+RELEASE_NAMESPACE = "evergreen-system"
+_namespaces = itertools.count(1)
 
 
 @dataclass
-class Cluster:
-    server: KubeServer
+class Plane:
+    control_plane: ControlPlane
+    node: NodeStandIn
     api: kubernetes.client.ApiClient
     kubeconfig: Path
-
-    @property
-    def custom(self) -> CustomObjectsApi:
-        return CustomObjectsApi(self.api)
-
-    @property
-    def core(self) -> CoreV1Api:
-        return CoreV1Api(self.api)
-
-    def create_monitor(self, name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelMonitor",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
-        result = self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-        assert isinstance(result, dict)
-        return result
-
-    def monitor(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-        result = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        assert isinstance(result, dict)
-        return result
-
-    def patch_spec(self, name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
-
-    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
-        for condition in self.monitor(name).get("status", {}).get("conditions", []):
-            if condition["type"] == kind:
-                assert isinstance(condition, dict)
-                return condition
-        return None
-
-    def events(
-        self, name: str, namespace: str = NAMESPACE
-    ) -> list[tuple[str | None, str | None, str | None]]:
-        """(type, reason, message) of the Events about a monitor, oldest first."""
-        items = self.core.list_namespaced_event(namespace).items
-        about = [
-            e for e in items if e.involved_object.name == name and e.involved_object.kind == "ModelMonitor"
-        ]
-        about.sort(key=lambda e: int(e.metadata.resource_version or 0))
-        return [(e.type, e.reason, e.message) for e in about]
+    tools: Tools
+    release: Release
+    operator_token: str
+    workdir: Path
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+@pytest.fixture(scope="session")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    """The control plane, the node stand-in, third-party CRDs and the chart (cluster-wide)."""
+    workdir = tmp_path_factory.mktemp("control-plane")
+    tools = k8s_tools()
+    with ControlPlane(workdir) as control_plane:
+        api = control_plane.admin_client()
+        with NodeStandIn(api) as node:
+            kubeconfig = control_plane.kubeconfig(workdir / "admin.kubeconfig")
+            install_crds(api, [SHARED_CRDS / name for name in THIRD_PARTY_CRDS])
+            release = install_chart(
+                tools,
+                kubeconfig,
+                "evergreen",
+                RELEASE_NAMESPACE,
+                {"rbac": {"gatewayAPI": True, "workloads": WORKLOAD_RBAC}},
+                workdir,
+            )
+            token = service_account_token(api, release.namespace, release.service_account)
+            yield Plane(control_plane, node, api, kubeconfig, tools, release, token, workdir)
+            control_plane.check_alive()
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with KubeServer() as server, server.api_client() as api:
-        crd = yaml.safe_load((ROOT / "crds" / "modelmonitors.yaml").read_text())
-        kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
-        CoreV1Api(api).create_namespace(V1Namespace(metadata=V1ObjectMeta(name=NAMESPACE)))
-        yield Cluster(server, api, server.kubeconfig(tmp_path / "kubeconfig"))
+def cluster(plane: Plane, tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh namespace; afterwards its monitors are released and the namespace deleted."""
+    namespace = f"e2e-{next(_namespaces)}"
+    core = kubernetes.client.CoreV1Api(plane.api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    yield Cluster(
+        plane=plane.control_plane,
+        node=plane.node,
+        api=plane.api,
+        namespace=namespace,
+        kubeconfig=plane.control_plane.kubeconfig(tmp_path / "kubeconfig", namespace=namespace),
+        operator_configuration=plane.control_plane.configuration(plane.operator_token),
+        release=plane.release,
+        tools=plane.tools,
+        workdir=tmp_path,
+    )
+    _release_namespace(plane.api, namespace)
+
+
+def _release_namespace(api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """Delete the namespace without waiting; finalizers left by a stopped operator are dropped
+    first (the operator that would remove them is gone with the test)."""
+    custom = kubernetes.client.CustomObjectsApi(api)
+    for monitor in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        if monitor["metadata"].get("finalizers"):
+            try:
+                custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, monitor["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                )  # fmt: skip
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+    kubernetes.client.CoreV1Api(api).delete_namespace(namespace)
 
 
 class OperatorProcess:
-    """The operator's ``run_operator`` in a thread of its own (kopf fights a shared loop)."""
+    """The operator's ``run_operator`` in a thread of its own (kopf fights a shared loop),
+    holding the chart ServiceAccount's token."""
 
     def __init__(self, cluster: Cluster, settings: OperatorSettings) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
-        self._configuration = load_configuration(str(cluster.kubeconfig))
+        self._configuration = cluster.operator_configuration
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -135,19 +151,20 @@ class OperatorProcess:
 
     def __enter__(self) -> OperatorProcess:
         self._thread.start()
-        if not self._ready.wait(20):
+        if not self._ready.wait(30):
             raise RuntimeError("the operator did not become ready") from self._failure
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(20)
+        self._thread.join(30)
         assert not self._thread.is_alive(), "the operator did not stop"
         if self._failure is not None:
             raise self._failure
 
 
 def operator_settings(prometheus_url: str, **changes: Any) -> OperatorSettings:
+    """Fast-ticking settings, serving metrics and health on loopback."""
     from evergreen.signals.prometheus import Endpoint
 
     values: dict[str, Any] = {
@@ -156,6 +173,7 @@ def operator_settings(prometheus_url: str, **changes: Any) -> OperatorSettings:
         "retry_seconds": 0.5,
         "metrics_port": free_port(),
         "health_port": free_port(),
+        "bind_address": "127.0.0.1",
     }
     values.update(changes)
     return OperatorSettings(**values)

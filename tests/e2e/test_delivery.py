@@ -25,7 +25,7 @@ from evergreen.cli import main
 from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.catalog import BASELINE_KPI
 from evergreen.simulation.scenario import Kpi
-from tests.e2e.conftest import NAMESPACE, Cluster, OperatorProcess, operator_settings, wait_for
+from tests.e2e.conftest import Cluster, OperatorProcess, operator_settings, wait_for
 from tests.support.kube_server import set_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
@@ -71,7 +71,7 @@ class DeploymentController:
                         self.cluster.api,
                         api_version="apps/v1",
                         plural="deployments",
-                        namespace=NAMESPACE,
+                        namespace=cluster.namespace,
                         name=item["metadata"]["name"],
                         status={
                             "observedGeneration": generation,
@@ -107,7 +107,7 @@ def serving(cluster: Cluster) -> Iterator[Cluster]:
             },
         },
     }
-    AppsV1Api(cluster.api).create_namespaced_deployment(NAMESPACE, deployment)  # type: ignore[arg-type]
+    AppsV1Api(cluster.api).create_namespaced_deployment(cluster.namespace, deployment)  # type: ignore[arg-type]
     service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -117,7 +117,7 @@ def serving(cluster: Cluster) -> Iterator[Cluster]:
             "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
         },
     }
-    CoreV1Api(cluster.api).create_namespaced_service(NAMESPACE, service)  # type: ignore[arg-type]
+    CoreV1Api(cluster.api).create_namespaced_service(cluster.namespace, service)  # type: ignore[arg-type]
     with DeploymentController(cluster):
         yield cluster
 
@@ -170,9 +170,9 @@ def rollout(cluster: Cluster, name: str = "fraud") -> dict[str, Any]:
 def listing(cluster: Cluster, plural: str) -> list[dict[str, Any]]:
     """Deployments or Services of the namespace, in their JSON form."""
     if plural == "deployments":
-        items: list[Any] = AppsV1Api(cluster.api).list_namespaced_deployment(NAMESPACE).items
+        items: list[Any] = AppsV1Api(cluster.api).list_namespaced_deployment(cluster.namespace).items
     else:
-        items = CoreV1Api(cluster.api).list_namespaced_service(NAMESPACE).items
+        items = CoreV1Api(cluster.api).list_namespaced_service(cluster.namespace).items
     result = cluster.api.sanitize_for_serialization(items)  # type: ignore[no-untyped-call]
     assert isinstance(result, list)
     return result
@@ -268,7 +268,7 @@ def test_missing_metrics_pause_and_resume_and_restarts_resume_in_place(
         assert paused["weight"] in (40, 60) and paused["checksFailed"] == 0
         time.sleep(2)
         assert rollout(cluster)["weight"] == paused["weight"] and rollout(cluster)["phase"] == "Paused"
-        assert ("Warning", "RolloutPaused") in [e[:2] for e in cluster.events("fraud")]
+        cluster.wait_event("fraud", "Warning", "RolloutPaused")
         two_versions.resume()
         wait_for("the resume", lambda: rollout(cluster)["phase"] == "Progressing", timeout=30)
         step = rollout(cluster)["step"]
@@ -301,7 +301,7 @@ def test_manual_approval_blocks_until_given(
                         "approve",
                         "fraud",
                         "-n",
-                        NAMESPACE,
+                        cluster.namespace,
                         "--gate",
                         "start",
                         "--kubeconfig",
@@ -374,7 +374,7 @@ def test_a_hold_keeps_the_old_version_through_a_promotion_and_is_released_at_exp
 
     def route() -> dict[str, Any]:
         body = routes.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", "fraud"
+            "gateway.networking.k8s.io", "v1", cluster.namespace, "httproutes", "fraud"
         )
         assert isinstance(body, dict)
         return body
@@ -431,7 +431,7 @@ def test_observe_mode_touches_nothing_and_removing_rollout_gives_serving_back(
         body = cluster.monitor("fraud")
         body["spec"].pop("rollout")
         cluster.custom.replace_namespaced_custom_object(
-            "evergreen.dev", "v1alpha1", NAMESPACE, "modelmonitors", "fraud", body
+            "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud", body
         )
         wait_for(
             "serving returned",

@@ -1,4 +1,4 @@
-"""The operator end to end: kopf against the API emulator, evaluating against a real Prometheus.
+"""The operator end to end: kopf on a real control plane, evaluating against a real Prometheus.
 
 Monitors use short windows over live traffic and a ConfigMap baseline computed from the
 traffic's healthy distribution, so drift appears within seconds of a shift and never
@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from kubernetes.client import V1ConfigMap, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
 
 from evergreen.cli import main
 from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.catalog import FEATURES, SEGMENTS
 from evergreen.simulation.openmetrics import le_label
-from tests.e2e.conftest import NAMESPACE, Cluster, OperatorProcess, operator_settings, wait_for
+from tests.e2e.conftest import Cluster, OperatorProcess, operator_settings, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -72,7 +73,7 @@ def monitor_spec(**changes: Any) -> dict[str, Any]:
 def create_baseline(cluster: Cluster, traffic: LiveModelTraffic) -> None:
     """The ConfigMap of reference histograms the monitors' drift baseline names."""
     cluster.core.create_namespaced_config_map(
-        NAMESPACE,
+        cluster.namespace,
         V1ConfigMap(
             metadata=V1ObjectMeta(name="training-histograms"),
             data={"baseline.json": reference_histograms(traffic)},
@@ -109,7 +110,7 @@ def test_monitor_reports_drift_per_segment_with_events(
         assert drift["series"] == len(FEATURES) * (len(SEGMENTS) + 1)
         assert drift["critical"] == 0
         assert cluster.condition("fraud", "Drifting")["status"] == "False"  # type: ignore[index]
-        assert ("Normal", "MonitorReady") in [e[:2] for e in cluster.events("fraud")]
+        cluster.wait_event("fraud", "Normal", "MonitorReady")
 
         # A cookie breaks for the ios segment only: session_length collapses to 0 there.
         traffic.shift_feature("session_length", segment="ios", scale=0.0, offset=0.0)
@@ -139,10 +140,10 @@ def test_monitor_reports_drift_per_segment_with_events(
         assert "only segment=ios of session_length changed" in decision["message"]
         assert decision["enforced"] is True
         assert {e["feature"] for e in decision["evidence"]} == {"session_length"}
-        assert ("Warning", "SegmentBreak") in [e[:2] for e in cluster.events("fraud")]
+        cluster.wait_event("fraud", "Warning", "SegmentBreak")
         explained = io.StringIO()
         with contextlib.redirect_stdout(explained):
-            assert main(["explain", "fraud", "-n", NAMESPACE, "--kubeconfig", str(cluster.kubeconfig)]) == 0
+            assert main(["explain", "fraud", "-n", cluster.namespace, "--kubeconfig", str(cluster.kubeconfig)]) == 0
         assert "Decision: HoldForDataQuality (SegmentBreak)" in explained.getvalue()
         assert "session_length" in explained.getvalue()
 
@@ -158,20 +159,20 @@ def test_monitor_reports_drift_per_segment_with_events(
 
         # The operator's own metrics show the evaluations and the monitor's conditions.
         metrics = fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics")
-        assert 'evergreen_evaluations_total{monitor="fraud",namespace="ml",outcome="ok"}' in metrics
-        assert 'evergreen_condition{monitor="fraud",namespace="ml",status="True",type="Ready"} 1.0' in metrics
+        assert f'evergreen_evaluations_total{{monitor="fraud",namespace="{cluster.namespace}",outcome="ok"}}' in metrics
+        assert f'evergreen_condition{{monitor="fraud",namespace="{cluster.namespace}",status="True",type="Ready"}} 1.0' in metrics
         # current + previous window (the baseline is a ConfigMap) + one KPI
-        assert 'evergreen_queries_per_evaluation{monitor="fraud",namespace="ml"} 3.0' in metrics
+        assert f'evergreen_queries_per_evaluation{{monitor="fraud",namespace="{cluster.namespace}"}} 3.0' in metrics
         assert "evergreen_drift_score{" in metrics
         assert (
-            'evergreen_decisions_total{action="HoldForDataQuality",monitor="fraud",namespace="ml",'
+            f'evergreen_decisions_total{{action="HoldForDataQuality",monitor="fraud",namespace="{cluster.namespace}",'
             'reason="SegmentBreak"} 1.0' in metrics
         )
         health = fetch(f"http://127.0.0.1:{settings.health_port}/healthz")
         assert "reconciling" in health
 
         cluster.custom.delete_namespaced_custom_object(
-            "evergreen.dev", "v1alpha1", NAMESPACE, "modelmonitors", "fraud"
+            "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud"
         )
         wait_for(
             "the monitor's series to be dropped",
@@ -210,8 +211,14 @@ def test_a_broken_monitor_does_not_disturb_another(
         cluster.create_monitor("good", monitor_spec())
         bad_kpi = {"name": "precision", "query": "sum(rate(model_label_outcomes_total[1m]) by", "min": 0.9}
         cluster.create_monitor("bad-query", monitor_spec(kpis=[bad_kpi]))
-        # The emulator does not validate schemas: the operator must catch this itself.
-        cluster.create_monitor("bad-spec", monitor_spec(interval="every minute"))
+        # The API server refuses a spec its schema rejects, naming the field.
+        with pytest.raises(ApiException) as refused:
+            cluster.create_monitor("bad-spec", monitor_spec(interval="every minute"))
+        assert refused.value.status == 422 and "spec.interval" in str(refused.value.body)
+        # One the schema admits but the operator cannot use is reported on the monitor itself.
+        bare_pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "t", "image": "t"}]}}
+        retraining = {"template": bare_pod, "validation": {"metric": "auc"}}
+        cluster.create_monitor("bad-spec", monitor_spec(retraining=retraining))
 
         rejected = wait_for(
             "Ready=False on bad-query",
@@ -221,20 +228,20 @@ def test_a_broken_monitor_does_not_disturb_another(
         assert "spec.kpis[0].query" in rejected["message"]
         # Its drift still evaluated: only the broken signal failed.
         assert cluster.condition("bad-query", "Drifting")["status"] == "False"  # type: ignore[index]
-        assert ("Warning", "InvalidQuery") in [e[:2] for e in cluster.events("bad-query")]
+        cluster.wait_event("bad-query", "Warning", "InvalidQuery")
 
         invalid = wait_for(
             "Ready=False on bad-spec",
             lambda: (c := cluster.condition("bad-spec", "Ready")) and c["status"] == "False" and c,
         )
         assert invalid["reason"] == "InvalidSpec"
-        assert invalid["message"].startswith("spec.interval:")
+        assert invalid["message"].startswith("spec.retraining.template")
 
         wait_for("good to be Ready", lambda: ready(cluster, "good"))
         first = evaluated_at(cluster, "good")
         wait_for("good to keep evaluating", lambda: evaluated_at(cluster, "good") != first)
 
-        cluster.patch_spec("bad-spec", {"interval": "2s"})
+        cluster.patch_spec("bad-spec", {"retraining": None})
         wait_for("bad-spec to recover once fixed", lambda: ready(cluster, "bad-spec"))
 
 
@@ -267,12 +274,12 @@ def test_prometheus_outage_and_recovery(
                 cluster.monitor("fraud")["status"]["lastEvaluation"]["drift"]["series"]
                 == before["drift"]["series"]
             )
-            assert ("Warning", "PrometheusUnavailable") in [e[:2] for e in cluster.events("fraud")]
+            cluster.wait_event("fraud", "Warning", "PrometheusUnavailable")
 
             prometheus.start()
             wait_for("recovery", lambda: ready(cluster, "fraud"), timeout=30)
             assert cluster.condition("fraud", "MetricsAvailable")["status"] == "True"  # type: ignore[index]
-            assert ("Normal", "MetricsRestored") in [e[:2] for e in cluster.events("fraud")]
+            cluster.wait_event("fraud", "Normal", "MetricsRestored")
 
 
 def test_missing_reference_is_reported_and_retried(
@@ -284,7 +291,7 @@ def test_missing_reference_is_reported_and_retried(
             "Ready=False MissingReference",
             lambda: (c := cluster.condition("fraud", "Ready")) and c["reason"] == "MissingReference" and c,
         )
-        assert "ConfigMap ml/training-histograms does not exist" in missing["message"]
+        assert f"ConfigMap {cluster.namespace}/training-histograms does not exist" in missing["message"]
         assert missing["message"].startswith("spec.drift.baseline.configMap")
         create_baseline(cluster, traffic)
         wait_for("Ready once the ConfigMap exists", lambda: ready(cluster, "fraud"))

@@ -18,7 +18,7 @@ from evergreen.actuators.workload_template import run_selector
 from evergreen.api.resource import GROUP, PLURAL, VERSION
 from evergreen.retraining.runs import run_name
 from evergreen.simulation import PrometheusServer
-from tests.e2e.conftest import NAMESPACE, Cluster, OperatorProcess, operator_settings, wait_for
+from tests.e2e.conftest import Cluster, OperatorProcess, operator_settings, wait_for
 from tests.support.kube_server import set_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
@@ -70,7 +70,7 @@ def spec(**retraining: Any) -> dict[str, Any]:
 
 def jobs(cluster: Cluster, monitor: str) -> list[dict[str, Any]]:
     selector = ",".join(f"{k}={v}" for k, v in run_selector(monitor).items())
-    items = BatchV1Api(cluster.api).list_namespaced_job(NAMESPACE, label_selector=selector).items
+    items = BatchV1Api(cluster.api).list_namespaced_job(cluster.namespace, label_selector=selector).items
     return [cluster.api.sanitize_for_serialization(job) for job in items]  # type: ignore[no-untyped-call]
 
 
@@ -85,7 +85,7 @@ def finish_job(cluster: Cluster, monitor: str, run: int, job: str, result: dict[
     """Play the Job controller and the kubelet: a terminated pod with a message, a Complete Job."""
     message = result if isinstance(result, str) else json.dumps(result)
     cluster.core.create_namespaced_pod(
-        NAMESPACE,
+        cluster.namespace,
         V1Pod(
             metadata=V1ObjectMeta(name=f"{job}-pod", labels={**run_selector(monitor, run), "job-name": job}),
             spec=V1PodSpec(containers=[V1Container(name="train", image="registry.example/fraud-trainer:3")]),
@@ -95,7 +95,7 @@ def finish_job(cluster: Cluster, monitor: str, run: int, job: str, result: dict[
         cluster.api,
         api_version="v1",
         plural="pods",
-        namespace=NAMESPACE,
+        namespace=cluster.namespace,
         name=f"{job}-pod",
         status={
             "phase": "Succeeded",
@@ -121,7 +121,7 @@ def finish_job(cluster: Cluster, monitor: str, run: int, job: str, result: dict[
         cluster.api,
         api_version="batch/v1",
         plural="jobs",
-        namespace=NAMESPACE,
+        namespace=cluster.namespace,
         name=job,
         status={"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
     )
@@ -173,7 +173,7 @@ def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: 
         status = retraining(cluster, "fraud")
         assert status["candidate"]["version"] == "v2"
         assert "auc 0.93 vs 0.9 (v1)" in status["runs"][0]["reason"]
-        assert ("Normal", "CandidateAccepted") in [e[:2] for e in cluster.events("fraud")]
+        cluster.wait_event("fraud", "Normal", "CandidateAccepted")
         # While it awaits rollout, no new run starts (the KPI is still breached).
         wait_for(
             "CandidatePending",
@@ -239,7 +239,7 @@ def test_guardrails_block_with_a_recorded_reason(cluster: Cluster, live_promethe
         assert "1 of 1 runs used in the last 1h" in blocked["message"]
         assert blocked["until"] is not None
         assert retraining(cluster, "fraud")["nextAllowedTime"] == blocked["until"]
-        assert ("Normal", "RetrainBlocked") in [e[:2] for e in cluster.events("fraud")]
+        cluster.wait_event("fraud", "Normal", "RetrainBlocked")
         condition = cluster.condition("fraud", "Retraining")
         assert condition is not None and condition["reason"] == "Blocked"
         assert len(jobs(cluster, "fraud")) == 1
@@ -276,7 +276,7 @@ def test_exactly_once_across_restarts_and_racing_replicas(
             }
         ],
     }
-    BatchV1Api(cluster.api).create_namespaced_job(NAMESPACE, leftover)
+    BatchV1Api(cluster.api).create_namespaced_job(cluster.namespace, leftover)
 
     # Two operators at once (a rollout overlapping the old pod): they race for the same run.
     settings = operator_settings(live_prometheus.url)
@@ -295,7 +295,7 @@ def test_exactly_once_across_restarts_and_racing_replicas(
 
         # Deleting the monitor deletes its workloads (owner references), once the operator has
         # released its finalizer (kopf holds one while the monitor's timer runs).
-        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "fraud")
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "fraud")
         wait_for("the Job garbage-collected", lambda: not jobs(cluster, "fraud"))
 
 
@@ -333,7 +333,7 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
         def created() -> dict[str, Any] | None:
             try:
                 body = cluster.custom.get_namespaced_custom_object(
-                    "kubeflow.org", "v1", NAMESPACE, "pytorchjobs", name
+                    "kubeflow.org", "v1", cluster.namespace, "pytorchjobs", name
                 )
             except Exception:
                 return None
@@ -351,7 +351,7 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
             cluster.api,
             api_version="kubeflow.org/v1",
             plural="pytorchjobs",
-            namespace=NAMESPACE,
+            namespace=cluster.namespace,
             name=name,
             status={
                 "conditions": [{"type": "Succeeded", "status": "True"}],

@@ -38,7 +38,7 @@ from evergreen.actuators.routing.base import ADOPTED_VERSION_ANNOTATION, ORIGINA
 from evergreen.api.delivery import RolloutSpec, RouterKind
 from evergreen.errors import MissingReference
 from evergreen.kube.client import KubeApi, ObjectApi, Resource, load_configuration
-from tests.e2e.conftest import NAMESPACE, Cluster
+from tests.e2e.conftest import Cluster
 from tests.support.kube_server import object_path, set_status
 
 pytestmark = pytest.mark.e2e
@@ -91,10 +91,10 @@ class World:
 
     def create(self, api_version: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object as its owner (not Evergreen) would, through the API."""
-        return request_json(self.cluster, "POST", object_path(api_version, plural, namespace=NAMESPACE), body)
+        return request_json(self.cluster, "POST", object_path(api_version, plural, namespace=cluster.namespace), body)
 
     def get(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
-        path = object_path(api_version, plural, namespace=NAMESPACE, name=name)
+        path = object_path(api_version, plural, namespace=cluster.namespace, name=name)
         try:
             return request_json(self.cluster, "GET", path)
         except kubernetes.client.ApiException as error:
@@ -145,7 +145,7 @@ class World:
                 self.cluster.api,
                 api_version="apps/v1",
                 plural="deployments",
-                namespace=NAMESPACE,
+                namespace=cluster.namespace,
                 name=name,
                 status=status,
             )
@@ -247,11 +247,11 @@ def make_world(cluster: Cluster, spec: RolloutSpec) -> Iterator[World]:
             cluster, "POST", object_path("apiextensions.k8s.io/v1", "customresourcedefinitions"), crd
         )
     request_json(
-        cluster, "POST", object_path("apps/v1", "deployments", namespace=NAMESPACE), team_deployment()
+        cluster, "POST", object_path("apps/v1", "deployments", namespace=cluster.namespace), team_deployment()
     )
-    request_json(cluster, "POST", object_path("v1", "services", namespace=NAMESPACE), team_service())
+    request_json(cluster, "POST", object_path("v1", "services", namespace=cluster.namespace), team_service())
     monitor = cluster.create_monitor("fraud-detector", {**MONITOR_SPEC, "rollout": spec.to_wire()})
-    ref = MonitorRef(NAMESPACE, monitor["metadata"]["name"], monitor["metadata"]["uid"])
+    ref = MonitorRef(cluster.namespace, monitor["metadata"]["name"], monitor["metadata"]["uid"])
     kube = KubeApi(load_configuration(str(cluster.kubeconfig)))
     try:
         yield World(cluster, ref, spec, kube, WriteCountingObjects(kube))
@@ -494,7 +494,7 @@ def test_a_missing_team_deployment_is_a_missing_reference(cluster: Cluster) -> N
     monitor = cluster.create_monitor("fraud-detector", {**MONITOR_SPEC, "rollout": spec.to_wire()})
     kube = KubeApi(load_configuration(str(cluster.kubeconfig)))
     try:
-        ref = MonitorRef(NAMESPACE, "fraud-detector", monitor["metadata"]["uid"])
+        ref = MonitorRef(cluster.namespace, "fraud-detector", monitor["metadata"]["uid"])
         with pytest.raises(MissingReference) as raised:
             run(router_for(spec.router, kube, ref, spec).reconcile(ServingPlan("v1")))
         assert raised.value.field == "spec.rollout.target.deployment"

@@ -28,12 +28,12 @@ async def run_operator(
     """Run until ``stop_flag`` is set (or forever): watch ModelMonitors and reconcile them."""
     telemetry = telemetry or Telemetry()
     if settings.metrics_port is not None:
-        telemetry.serve(settings.metrics_port)
+        telemetry.serve(settings.metrics_port, settings.bind_address)
     kube = KubeApi(configuration, component=settings.component)
     reconciler = MonitorReconciler(kube, settings, telemetry)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, settings, configuration)
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     try:
         await kopf.operator(
             registry=registry,

@@ -33,6 +33,8 @@ class OperatorSettings:
     metrics_port: int | None = 8000
     #: Port of the liveness endpoint ``/healthz`` (None: not served).
     health_port: int | None = 8080
+    #: Address ``/metrics`` and ``/healthz`` listen on (0.0.0.0 in a pod, loopback outside).
+    bind_address: str = "0.0.0.0"
     #: Refuse retraining for monitors that do not name a service account for their workloads.
     require_service_account: bool = False
     #: Name Events are reported under.
