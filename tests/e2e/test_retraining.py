@@ -1,7 +1,7 @@
-"""Retraining end to end: the operator creates workloads, tests play the Job controller.
+"""Retraining end to end on a real control plane: the operator creates workloads under the
+chart's RBAC, the real Job controller runs them, the node stand-in ends their pods with the
+termination message a test asks for.
 
-The emulator runs no controllers, so a test does what the Job controller and kubelet would:
-it creates the run's pod with a termination message and marks the Job Complete (or Failed).
 Monitors watch one KPI set above what the live traffic achieves (precision 0.92 < 0.99), so
 the engine decides ``Retrain`` (ConceptDrift) within two evaluations.
 """
@@ -12,16 +12,21 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client import BatchV1Api, V1Container, V1ObjectMeta, V1Pod, V1PodSpec
+from kubernetes.client import BatchV1Api
 
 from evergreen.actuators.workload_template import run_selector
 from evergreen.api.resource import GROUP, PLURAL, VERSION
 from evergreen.retraining.runs import run_name
 from evergreen.simulation import PrometheusServer
 from tests.e2e.conftest import Cluster, OperatorProcess, operator_settings, wait_for
-from tests.support.kube_server import set_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def trainer_identity(cluster: Cluster) -> None:
+    """The ServiceAccount the monitors name for their workloads (pods cannot run without it)."""
+    cluster.create_service_account("fraud-trainer")
 
 PRECISION = (
     'sum(increase(model_label_outcomes_total{model="{{model}}",outcome="tp"}[10s]))'
@@ -81,50 +86,11 @@ def retraining(cluster: Cluster, name: str) -> dict[str, Any]:
     return result
 
 
-def finish_job(cluster: Cluster, monitor: str, run: int, job: str, result: dict[str, Any] | str) -> None:
-    """Play the Job controller and the kubelet: a terminated pod with a message, a Complete Job."""
+def finish_job(cluster: Cluster, job: str, result: dict[str, Any] | str, exit_code: int = 0) -> None:
+    """The training container ends and writes its termination message; the real Job controller
+    turns the pod's end into the Job's Complete (or Failed) condition."""
     message = result if isinstance(result, str) else json.dumps(result)
-    cluster.core.create_namespaced_pod(
-        cluster.namespace,
-        V1Pod(
-            metadata=V1ObjectMeta(name=f"{job}-pod", labels={**run_selector(monitor, run), "job-name": job}),
-            spec=V1PodSpec(containers=[V1Container(name="train", image="registry.example/fraud-trainer:3")]),
-        ),
-    )
-    set_status(
-        cluster.api,
-        api_version="v1",
-        plural="pods",
-        namespace=cluster.namespace,
-        name=f"{job}-pod",
-        status={
-            "phase": "Succeeded",
-            "containerStatuses": [
-                {
-                    "name": "train",
-                    "ready": False,
-                    "restartCount": 0,
-                    "image": "trainer",
-                    "imageID": "",
-                    "state": {
-                        "terminated": {
-                            "exitCode": 0,
-                            "message": message,
-                            "finishedAt": "2026-01-01T00:00:00Z",
-                        }
-                    },
-                }
-            ],
-        },
-    )
-    set_status(
-        cluster.api,
-        api_version="batch/v1",
-        plural="jobs",
-        namespace=cluster.namespace,
-        name=job,
-        status={"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
-    )
+    cluster.node.finish_job(cluster.namespace, job, exit_code=exit_code, message=message)
 
 
 def job_exists(cluster: Cluster, monitor: str, name: str) -> bool:
@@ -168,7 +134,7 @@ def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: 
         assert cluster.condition("fraud", "Retraining")["status"] == "True"  # type: ignore[index]
 
         # A better candidate passes the gate and becomes eligible for rollout.
-        finish_job(cluster, "fraud", 1, job["metadata"]["name"], result("v2", 0.93))
+        finish_job(cluster, job["metadata"]["name"], result("v2", 0.93))
         wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
         status = retraining(cluster, "fraud")
         assert status["candidate"]["version"] == "v2"
@@ -186,7 +152,7 @@ def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: 
         for run in (2, 3):
             job_name = run_name("fraud", uid, run)
             wait_for(f"run {run}", lambda: job_exists(cluster, "fraud", job_name))  # noqa: B023
-            finish_job(cluster, "fraud", run, job_name, result(f"v{run + 1}", 0.91, baseline=0.93))
+            finish_job(cluster, job_name, result(f"v{run + 1}", 0.91, baseline=0.93))
             wait_for(f"run {run} rejected", lambda: run_outcome(cluster, "fraud", run) == "Rejected")  # noqa: B023
 
         condition = wait_for(
@@ -229,7 +195,7 @@ def test_guardrails_block_with_a_recorded_reason(cluster: Cluster, live_promethe
         monitor = cluster.create_monitor("fraud", spec(budget={"runs": 1, "per": "1h"}, giveUpAfter=5))
         uid = monitor["metadata"]["uid"]
         wait_for("a retraining Job", lambda: jobs(cluster, "fraud"))
-        finish_job(cluster, "fraud", 1, run_name("fraud", uid, 1), "this is not JSON")
+        finish_job(cluster, run_name("fraud", uid, 1), "this is not JSON")
         wait_for("run 1 failed", lambda: run_outcome(cluster, "fraud", 1) == "Failed")
         run = retraining(cluster, "fraud")["runs"][0]
         assert "no usable result" in run["reason"] and "termination message" in run["reason"]
@@ -288,7 +254,7 @@ def test_exactly_once_across_restarts_and_racing_replicas(
 
     # The operator restarts mid-run and tracks the same run to its verdict.
     with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
-        finish_job(cluster, "fraud", 1, run_name("fraud", uid, 1), result("v2", 0.95))
+        finish_job(cluster, run_name("fraud", uid, 1), result("v2", 0.95))
         wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
         assert len(jobs(cluster, "fraud")) == 1
         assert [r["run"] for r in retraining(cluster, "fraud")["runs"]] == [1]
@@ -302,7 +268,6 @@ def test_exactly_once_across_restarts_and_racing_replicas(
 def test_a_custom_workload_kind_completes_through_its_declared_condition(
     cluster: Cluster, live_prometheus: PrometheusServer
 ) -> None:
-    cluster.server.declare_custom_resource("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
     template = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
@@ -325,7 +290,7 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
                 template=template,
                 success={"conditionType": "Succeeded"},
                 failure={"conditionType": "Failed"},
-                result={"fieldPath": "status.evergreenResult"},
+                result={"terminationMessage": True},
             ),
         )
         name = run_name("fraud", monitor["metadata"]["uid"], 1)
@@ -347,16 +312,26 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
             assert any(
                 e["name"] == "EVERGREEN_RUN" and e["value"] == "1" for e in pod_spec["containers"][0]["env"]
             )
-        set_status(
-            cluster.api,
-            api_version="kubeflow.org/v1",
-            plural="pytorchjobs",
-            namespace=cluster.namespace,
-            name=name,
-            status={
-                "conditions": [{"type": "Succeeded", "status": "True"}],
-                "evergreenResult": json.dumps(result("v2", 0.95)),
-            },
+        # Play the training operator (none runs here): it starts the master's pod from the
+        # replica template, labels included, and reports the job's conditions.
+        master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+        cluster.core.create_namespaced_pod(
+            cluster.namespace,
+            {"metadata": {"name": f"{name}-master-0", **master["metadata"]}, "spec": master["spec"]},
+        )
+        cluster.node.finish_pods(
+            cluster.namespace, master["metadata"]["labels"], message=json.dumps(result("v2", 0.95))
+        )
+        wait_for(
+            "the master pod to succeed",
+            lambda: cluster.core.read_namespaced_pod(f"{name}-master-0", cluster.namespace).status.phase
+            == "Succeeded",
+        )
+        cluster.set_status(
+            "kubeflow.org/v1",
+            "pytorchjobs",
+            name,
+            {"conditions": [{"type": "Succeeded", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"}]},
         )
         wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
 

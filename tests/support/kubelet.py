@@ -1,8 +1,8 @@
 """The node stand-in: the only part of a cluster the tests play (there is no container runtime).
 
 It does what a kubelet does for the API, the way KWOK does: a Ready Node, every new pod bound
-to it, then Running and Ready with an IP. A Job's pod keeps running until the test says how it
-ends (:meth:`NodeStandIn.finish_job`): Succeeded or Failed with the container's termination
+to it, then Running and Ready with an IP. A workload's pod keeps running until the test says how
+it ends (:meth:`NodeStandIn.finish_job`, :meth:`NodeStandIn.finish_pods`): Succeeded or Failed with the container's termination
 message, which is what a training container writes to ``/dev/termination-log``. The real Job,
 ReplicaSet and Deployment controllers turn those pod states into Job conditions and ready
 replicas. Pods being deleted are confirmed with grace period 0, as a kubelet does, so
@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger(__name__)
 
 NODE_NAME = "evergreen-test-node"
-_JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+_JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class NodeStandIn:
     def __init__(self, api: kubernetes.client.ApiClient, node: str = NODE_NAME) -> None:
         self.core = kubernetes.client.CoreV1Api(api)
         self.node = node
-        self._endings: dict[tuple[str, str], PodEnding] = {}
+        self._endings: list[tuple[str, dict[str, str], PodEnding]] = []
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -74,8 +74,14 @@ class NodeStandIn:
 
     def finish_job(self, namespace: str, job: str, *, exit_code: int = 0, message: str = "") -> None:
         """End the pod(s) of Job ``job``: now if they run, else as soon as they do."""
+        self.finish_pods(namespace, {_JOB_NAME_LABEL: job}, exit_code=exit_code, message=message)
+
+    def finish_pods(
+        self, namespace: str, labels: dict[str, str], *, exit_code: int = 0, message: str = ""
+    ) -> None:
+        """End the pods in ``namespace`` that carry all of ``labels`` (a workload's pods)."""
         with self._lock:
-            self._endings[(namespace, job)] = PodEnding(exit_code, message)
+            self._endings.append((namespace, dict(labels), PodEnding(exit_code, message)))
             pods = [pod for pod in self._pods.values() if pod["metadata"]["namespace"] == namespace]
         for pod in pods:
             self._handle(pod)
@@ -169,11 +175,12 @@ class NodeStandIn:
 
     def _ending_of(self, pod: dict[str, Any]) -> PodEnding | None:
         labels = pod["metadata"].get("labels") or {}
-        job = next((labels[key] for key in _JOB_NAME_LABELS if key in labels), None)
-        if job is None:
-            return None
+        namespace = pod["metadata"]["namespace"]
         with self._lock:
-            return self._endings.get((pod["metadata"]["namespace"], job))
+            for where, wanted, ending in reversed(self._endings):
+                if where == namespace and all(labels.get(k) == v for k, v in wanted.items()):
+                    return ending
+        return None
 
     def _bind(self, namespace: str, name: str) -> None:
         body = {
