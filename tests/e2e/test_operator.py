@@ -132,9 +132,11 @@ def test_monitor_reports_drift_per_segment_with_events(
         # Not drift to retrain on: a pipeline break confined to one segment. Hold and say why.
         decision = wait_for(
             "a data-quality hold",
-            lambda: (d := cluster.monitor("fraud")["status"].get("decision"))
-            and d["action"] == "HoldForDataQuality"
-            and d,
+            lambda: (
+                (d := cluster.monitor("fraud")["status"].get("decision"))
+                and d["action"] == "HoldForDataQuality"
+                and d
+            ),
         )
         assert decision["reason"] == "SegmentBreak"
         assert "only segment=ios of session_length changed" in decision["message"]
@@ -143,7 +145,10 @@ def test_monitor_reports_drift_per_segment_with_events(
         cluster.wait_event("fraud", "Warning", "SegmentBreak")
         explained = io.StringIO()
         with contextlib.redirect_stdout(explained):
-            assert main(["explain", "fraud", "-n", cluster.namespace, "--kubeconfig", str(cluster.kubeconfig)]) == 0
+            assert (
+                main(["explain", "fraud", "-n", cluster.namespace, "--kubeconfig", str(cluster.kubeconfig)])
+                == 0
+            )
         assert "Decision: HoldForDataQuality (SegmentBreak)" in explained.getvalue()
         assert "session_length" in explained.getvalue()
 
@@ -159,10 +164,19 @@ def test_monitor_reports_drift_per_segment_with_events(
 
         # The operator's own metrics show the evaluations and the monitor's conditions.
         metrics = fetch(f"http://127.0.0.1:{settings.metrics_port}/metrics")
-        assert f'evergreen_evaluations_total{{monitor="fraud",namespace="{cluster.namespace}",outcome="ok"}}' in metrics
-        assert f'evergreen_condition{{monitor="fraud",namespace="{cluster.namespace}",status="True",type="Ready"}} 1.0' in metrics
+        assert (
+            f'evergreen_evaluations_total{{monitor="fraud",namespace="{cluster.namespace}",outcome="ok"}}'
+            in metrics
+        )
+        assert (
+            f'evergreen_condition{{monitor="fraud",namespace="{cluster.namespace}",status="True",type="Ready"}} 1.0'
+            in metrics
+        )
         # current + previous window (the baseline is a ConfigMap) + one KPI
-        assert f'evergreen_queries_per_evaluation{{monitor="fraud",namespace="{cluster.namespace}"}} 3.0' in metrics
+        assert (
+            f'evergreen_queries_per_evaluation{{monitor="fraud",namespace="{cluster.namespace}"}} 3.0'
+            in metrics
+        )
         assert "evergreen_drift_score{" in metrics
         assert (
             f'evergreen_decisions_total{{action="HoldForDataQuality",monitor="fraud",namespace="{cluster.namespace}",'

@@ -28,6 +28,7 @@ def trainer_identity(cluster: Cluster) -> None:
     """The ServiceAccount the monitors name for their workloads (pods cannot run without it)."""
     cluster.create_service_account("fraud-trainer")
 
+
 PRECISION = (
     'sum(increase(model_label_outcomes_total{model="{{model}}",outcome="tp"}[10s]))'
     ' / sum(increase(model_label_outcomes_total{model="{{model}}",outcome=~"tp|fp"}[10s]))'
@@ -129,7 +130,7 @@ def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: 
         assert env["EVERGREEN_MODEL"] == "set-by-the-team"  # what the team set is never overwritten
         assert env["EVERGREEN_TRIGGER"] == "ConceptDrift"
         assert env["EVERGREEN_CURRENT_VERSION"] == "v1"
-        assert env["EVERGREEN_MONITOR"] == "ml/fraud"
+        assert env["EVERGREEN_MONITOR"] == f"{cluster.namespace}/fraud"
         assert job["metadata"]["labels"]["team"] == "fraud"
         assert cluster.condition("fraud", "Retraining")["status"] == "True"  # type: ignore[index]
 
@@ -324,14 +325,20 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
         )
         wait_for(
             "the master pod to succeed",
-            lambda: cluster.core.read_namespaced_pod(f"{name}-master-0", cluster.namespace).status.phase
-            == "Succeeded",
+            lambda: (
+                cluster.core.read_namespaced_pod(f"{name}-master-0", cluster.namespace).status.phase
+                == "Succeeded"
+            ),
         )
         cluster.set_status(
             "kubeflow.org/v1",
             "pytorchjobs",
             name,
-            {"conditions": [{"type": "Succeeded", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"}]},
+            {
+                "conditions": [
+                    {"type": "Succeeded", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"}
+                ]
+            },
         )
         wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted")
 

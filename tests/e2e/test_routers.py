@@ -91,7 +91,9 @@ class World:
 
     def create(self, api_version: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object as its owner (not Evergreen) would, through the API."""
-        return request_json(self.cluster, "POST", object_path(api_version, plural, namespace=cluster.namespace), body)
+        return request_json(
+            self.cluster, "POST", object_path(api_version, plural, namespace=cluster.namespace), body
+        )
 
     def get(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
         path = object_path(api_version, plural, namespace=cluster.namespace, name=name)

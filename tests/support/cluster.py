@@ -194,7 +194,9 @@ class Cluster:
         return result
 
     def monitor(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        result = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace or self.namespace, PLURAL, name)
+        result = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace or self.namespace, PLURAL, name
+        )
         assert isinstance(result, dict)
         return result
 
@@ -210,7 +212,9 @@ class Cluster:
                 return condition
         return None
 
-    def events(self, name: str, namespace: str | None = None) -> list[tuple[str | None, str | None, str | None]]:
+    def events(
+        self, name: str, namespace: str | None = None
+    ) -> list[tuple[str | None, str | None, str | None]]:
         """(type, reason, message) of the Events about a monitor, oldest first."""
         items = self.core.list_namespaced_event(namespace or self.namespace).items
         about = [

@@ -154,7 +154,10 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "envtest", "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)}}
+                {
+                    "name": "envtest",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)},
+                }
             ],
             "users": [{"name": "user", "user": {"token": token or self.admin_token}}],
             "contexts": [

@@ -14,6 +14,12 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - apiGroups: ["evergreen.dev"]
   resources: ["modelmonitors"]
   verbs: ["get", "list", "watch", "patch", "update"]
+# Owner references with blockOwnerDeletion on what Evergreen creates (run workloads, version
+# Deployments and Services): the API server requires update on the owner's finalizers for
+# that (OwnerReferencesPermissionEnforcement admission, on by default in OpenShift).
+- apiGroups: ["evergreen.dev"]
+  resources: ["modelmonitors/finalizers"]
+  verbs: ["update"]
 # Their status: conditions, the last evaluation and the schedule.
 - apiGroups: ["evergreen.dev"]
   resources: ["modelmonitors/status"]
@@ -31,8 +37,14 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# The ServiceAccount a monitor names for its runs (spec.serviceAccountName), read by name
+# before a run is created: a missing one is reported instead of a Job whose pods never start.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
 # Retraining runs: create a run's Job (named after its run number, so a retry gets 409 and
-# adopts it) and read it back; Jobs are deleted through their owner, the ModelMonitor.
+# adopts it) and read it back by name (also to find a run whose claim was lost); Jobs are
+# deleted through their owner, the ModelMonitor.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "create"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evergreen.actuators.workload_outcome import parse_time
@@ -39,13 +39,27 @@ from evergreen.kube.client import (
     WorkloadRejected,
 )
 from evergreen.retraining.guardrails import blocked, cost_in_window, recent_starts, runs_in_window
-from evergreen.retraining.runs import RUN_HISTORY, Observed, advance_run, claim, newly_finished, settle
+from evergreen.retraining.runs import (
+    RUN_HISTORY,
+    Observed,
+    advance_run,
+    claim,
+    newly_finished,
+    run_name,
+    settle,
+)
 from evergreen.transitions import EventRecord, EventType
 
 log = logging.getLogger(__name__)
 
 #: Annotation people can set (kubectl annotate) to request a run, like spec.retraining.request.
 REQUEST_ANNOTATION = "evergreen.dev/retrain-request"
+
+#: Blocked reasons that are configuration errors (the cluster refused the run), not guardrails:
+#: they never spend budget or count as a failed run; the run is tried again after a pause.
+REFUSALS = frozenset({"WorkloadRefused", "ServiceAccountNotFound"})
+#: How long a refused creation waits before it is tried again (RBAC or a ServiceAccount fixed).
+REFUSAL_RETRY = timedelta(minutes=5)
 
 
 @dataclass
@@ -115,9 +129,17 @@ def serving_model(
 class RetrainingActuator:
     """Runs the retraining workloads of every monitor."""
 
-    def __init__(self, kube: KubeApi) -> None:
+    def __init__(self, kube: KubeApi, *, refusal_retry: timedelta = REFUSAL_RETRY) -> None:
         self.workloads = WorkloadApi(kube)
         self.objects = ObjectApi(kube)
+        self.kube = kube
+        self.refusal_retry = refusal_retry
+        #: (monitor uid, run number) whose workload was looked for as an orphan since start.
+        self._orphans_checked: set[tuple[str, int]] = set()
+
+    def recheck(self, uid: str) -> None:
+        """A status write was lost (a conflict): look for an orphaned workload again."""
+        self._orphans_checked = {key for key in self._orphans_checked if key[0] != uid}
 
     async def reconcile(
         self,
@@ -136,6 +158,12 @@ class RetrainingActuator:
         retraining = spec.retraining
         if retraining is None:
             return RetrainingStep(status, self._idle_draft(status, configured=False))
+        in_flight = any(not run.outcome.finished for run in status.runs)
+        if not enforce and not in_flight:
+            # Observe: decide and explain without a single request to the cluster.
+            events: list[EventRecord] = []
+            observed = self._observe_only(spec, monitor, status, decision, now, events)
+            return RetrainingStep(observed, self._draft(observed, spec), events)
         try:
             resource = await self.workloads.resource(
                 str(retraining.template["apiVersion"]), str(retraining.template["kind"])
@@ -150,8 +178,9 @@ class RetrainingActuator:
             return RetrainingStep(status, draft)
 
         serving = serving_model(spec, current_version, status)
-        events: list[EventRecord] = []
-        status = await self._adopt_orphans(status, resource, monitor, retraining, now, events)
+        events = []
+        if enforce:
+            status = await self._adopt_orphan(status, resource, monitor, retraining, now, events)
         runs = [await self._track(run, resource, monitor, spec, serving, now) for run in status.runs]
         finished = newly_finished(status.runs, runs)
         settled = settle(status, retraining, runs, now)
@@ -168,23 +197,10 @@ class RetrainingActuator:
             )
 
         started: list[RetrainRun] = []
+        unclaimed = settled
         request_id, request_reason = self._request(spec, monitor)
         if not enforce:
-            wanted = _new_request(request_id, settled) or (
-                decision is not None and decision.action is Action.RETRAIN
-            )
-            if wanted:
-                settled = self._record_blocked(
-                    settled,
-                    BlockedRetrain(
-                        reason="Observe",
-                        message="mode Observe: retraining is decided and explained, never run",
-                        since=now,
-                    ),
-                    events,
-                )
-            else:
-                settled = settled.model_copy(update={"blocked": None})
+            settled = self._observe_only(spec, monitor, settled, decision, now, events)
         elif _new_request(request_id, settled):
             settled, run = self._start(
                 settled,
@@ -226,7 +242,11 @@ class RetrainingActuator:
 
         for run in started:
             created = await self._create(run, resource, monitor, spec, current_version, now)
-            # settle() counts a run that failed on creation like any other failed run.
+            if isinstance(created, BlockedRetrain):
+                # The cluster refused the run: a configuration error, not a failed run. The claim
+                # is undone (no budget spent, no failure counted) and retried after a pause.
+                settled = self._record_blocked(unclaimed, created, events)
+                break
             settled = settle(
                 settled, retraining, [created if r.run == run.run else r for r in settled.runs], now
             )
@@ -247,7 +267,30 @@ class RetrainingActuator:
         settled = _windows(settled, spec, now)
         return RetrainingStep(settled, self._draft(settled, spec), events, finished, started)
 
-    async def _adopt_orphans(
+    def _observe_only(
+        self,
+        spec: ModelMonitorSpec,
+        monitor: Monitor,
+        status: RetrainingStatus,
+        decision: Decision | None,
+        now: datetime,
+        events: list[EventRecord],
+    ) -> RetrainingStatus:
+        """Mode Observe: a run that would start is recorded as blocked, never started."""
+        request_id, _ = self._request(spec, monitor)
+        wanted = _new_request(request_id, status) or (
+            decision is not None and decision.action is Action.RETRAIN
+        )
+        if not wanted:
+            return status.model_copy(update={"blocked": None})
+        observe = BlockedRetrain(
+            reason="Observe",
+            message="mode Observe: retraining is decided and explained, never run",
+            since=now,
+        )
+        return self._record_blocked(status, observe, events)
+
+    async def _adopt_orphan(
         self,
         status: RetrainingStatus,
         resource: Resource,
@@ -256,51 +299,56 @@ class RetrainingActuator:
         now: datetime,
         events: list[EventRecord],
     ) -> RetrainingStatus:
-        """Record runs whose workload exists but whose claim was never written.
+        """Record a run whose workload exists but whose claim was never written.
 
-        A workload is created before the status that records it; if that write was lost and
-        the run was then no longer wanted, the workload would run untracked and outside the
-        budget. Any of this monitor's workloads numbered at or beyond ``nextRun`` is such a run.
+        A workload is created before the status that records it; if that write was lost (a
+        crash, a conflict) and the run was then no longer wanted, the workload would run
+        untracked and outside the budget. Names are derived from run numbers, so such a run is
+        the workload named after ``nextRun``: one GET by name after each start or lost write,
+        never a LIST (and no ``list`` permission on anyone's workloads).
         """
-        items = await self.objects.list_objects(resource, monitor.namespace, run_selector(monitor.name))
-        adopted = status
-        for item in sorted(items, key=lambda body: _run_number(body) or 0):
-            number = _run_number(item)
-            if number is None or number < adopted.next_run or not _owned_by(item, monitor.uid):
-                continue
-            meta = item["metadata"]
-            annotations = meta.get("annotations") or {}
-            created = (
-                parse_time(annotations.get("evergreen.dev/created-at"))
-                or parse_time(meta.get("creationTimestamp"))
-                or now
+        key = (monitor.uid, status.next_run)
+        if key in self._orphans_checked:
+            return status
+        name = run_name(monitor.name, monitor.uid, status.next_run)
+        item = await self.workloads.get(resource, monitor.namespace, name)
+        self._orphans_checked.add(key)
+        if item is None or not _owned_by(item, monitor.uid):
+            return status
+        number = status.next_run
+        meta = item["metadata"]
+        annotations = meta.get("annotations") or {}
+        created = (
+            parse_time(annotations.get("evergreen.dev/created-at"))
+            or parse_time(meta.get("creationTimestamp"))
+            or now
+        )
+        features = annotations.get("evergreen.dev/features", "")
+        run = RetrainRun(
+            run=number,
+            name=meta["name"],
+            trigger=annotations.get("evergreen.dev/trigger", "Unknown"),
+            scope_features=[f for f in features.split(",") if f],
+            outcome=RunOutcome.RUNNING,
+            created=created,
+            started=created,
+        )
+        events.append(
+            EventRecord(
+                EventType.NORMAL,
+                "RetrainAdopted",
+                f"run {number} ({run.name}) was created but not recorded (a lost status write): tracked now",
             )
-            features = annotations.get("evergreen.dev/features", "")
-            run = RetrainRun(
-                run=number,
-                name=meta["name"],
-                trigger=annotations.get("evergreen.dev/trigger", "Unknown"),
-                scope_features=[f for f in features.split(",") if f],
-                outcome=RunOutcome.RUNNING,
-                created=created,
-                started=created,
-            )
-            adopted = adopted.model_copy(
-                update={
-                    "next_run": number + 1,
-                    "runs": [*adopted.runs, run][-RUN_HISTORY:],
-                    "recent_starts": recent_starts(retraining, [*adopted.recent_starts, created], now),
-                }
-            )
-            events.append(
-                EventRecord(
-                    EventType.NORMAL,
-                    "RetrainAdopted",
-                    f"run {number} ({run.name}) was created but not recorded (a lost status write): "
-                    "tracked now",
-                )
-            )
-        return adopted
+        )
+        adopted = status.model_copy(
+            update={
+                "next_run": number + 1,
+                "runs": [*status.runs, run][-RUN_HISTORY:],
+                "recent_starts": recent_starts(retraining, [*status.recent_starts, created], now),
+            }
+        )
+        # The next number may have an orphan too (two lost writes in a row).
+        return await self._adopt_orphan(adopted, resource, monitor, retraining, now, events)
 
     def _start(
         self,
@@ -315,6 +363,9 @@ class RetrainingActuator:
         request_id: str | None = None,
     ) -> tuple[RetrainingStatus, RetrainRun | None]:
         """Claim a run if the guardrails allow it (a person's request skips the cooldown)."""
+        refused = status.blocked
+        if refused is not None and refused.reason in REFUSALS and refused.until and now < refused.until:
+            return status, None  # the cluster refused it moments ago: wait before asking again
         reason = blocked(retraining, status, now, manual=request_id is not None)
         if reason is not None:
             return self._record_blocked(status, reason, events), None
@@ -395,8 +446,20 @@ class RetrainingActuator:
         spec: ModelMonitorSpec,
         current_version: str | None,
         now: datetime,
-    ) -> RetrainRun:
+    ) -> RetrainRun | BlockedRetrain:
+        """Create the run's workload; a :class:`BlockedRetrain` when the cluster refuses it."""
         assert spec.retraining is not None
+        if spec.service_account_name is not None:
+            exists = await self.kube.service_account_exists(monitor.namespace, spec.service_account_name)
+            if not exists:
+                return BlockedRetrain(
+                    reason="ServiceAccountNotFound",
+                    message=f"spec.serviceAccountName: ServiceAccount {monitor.namespace}/"
+                    f"{spec.service_account_name} does not exist; create it (the run's pods would never "
+                    "start) or name another",
+                    since=now,
+                    until=now + self.refusal_retry,
+                )
         window_start = window_end = baseline_start = baseline_end = None
         if spec.drift is not None:
             window_end = now
@@ -428,12 +491,17 @@ class RetrainingActuator:
         try:
             created = await self.workloads.create(resource, monitor.namespace, body)
         except WorkloadRejected as error:
-            return run.model_copy(
-                update={
-                    "outcome": RunOutcome.FAILED,
-                    "finished": now,
-                    "reason": f"the API server refused it: {error}",
-                }
+            hint = (
+                " (the operator's RBAC does not allow it: grant create on this kind, see the chart's "
+                "rbac.workloads)"
+                if error.status == 403
+                else ""
+            )
+            return BlockedRetrain(
+                reason="WorkloadRefused",
+                message=f"the API server refused run {run.run}'s {resource.kind}: {error}{hint}",
+                since=now,
+                until=now + self.refusal_retry,
             )
         if not created:
             log.info("adopting existing workload %s/%s", monitor.namespace, run.name)
@@ -467,6 +535,13 @@ class RetrainingActuator:
                 "RetrainingNotHelping",
                 f"{status.consecutive_failures} consecutive runs rejected or failed; stopped until a person "
                 "requests a run (spec.retraining.request)",
+            )
+        if status.blocked is not None and status.blocked.reason in REFUSALS:
+            return ConditionDraft(
+                ConditionType.RETRAINING,
+                ConditionStatus.FALSE,
+                status.blocked.reason,
+                f"{status.blocked.message}; tried again at {status.blocked.until.isoformat() if status.blocked.until else 'the next decision'}",
             )
         if status.blocked is not None:
             until = f" until {status.blocked.until.isoformat()}" if status.blocked.until else ""

@@ -209,7 +209,8 @@ class BlockedRetrain(StatusModel):
     """A Retrain decision a guardrail stopped: recorded, never dropped."""
 
     reason: str = Field(
-        description="Cooldown, Budget, CostBudget, Concurrency, GaveUp, Observe, NotConfigured"
+        description="Cooldown, Budget, CostBudget, Concurrency, GaveUp, Observe, NotConfigured; or a "
+        "refusal by the cluster: WorkloadRefused, ServiceAccountNotFound (never spends budget)"
     )
     message: str
     since: datetime

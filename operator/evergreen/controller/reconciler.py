@@ -163,8 +163,8 @@ class MonitorReconciler:
                     await self._step(namespace, name)
                     break
                 except Conflict:
-                    # Somebody (kopf's own annotations, a person, a second replica) wrote the
-                    # object since it was read: read again and redo the step.
+                    # Somebody (a person, a second replica) wrote the object since it was read:
+                    # read again and redo the step.
                     if attempt == 2:
                         log.warning(
                             "%s/%s kept changing while reconciled; retrying next tick", namespace, name
@@ -260,9 +260,14 @@ class MonitorReconciler:
 
         if new_status == status:
             return
-        await self.kube.replace_monitor_status(
-            namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
-        )
+        try:
+            await self.kube.replace_monitor_status(
+                namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
+            )
+        except Conflict:
+            # A workload this step created may now be unrecorded: look for it again.
+            self.retraining.recheck(body["metadata"].get("uid", ""))
+            raise
         if attempt is not None:
             self._observe(
                 namespace, name, attempt, seconds, new_status.conditions, new_status, status.decision

@@ -33,7 +33,9 @@ async def run_operator(
     reconciler = MonitorReconciler(kube, settings, telemetry)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, settings, configuration)
-    liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
+    liveness = (
+        f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
+    )
     try:
         await kopf.operator(
             registry=registry,

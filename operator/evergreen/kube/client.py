@@ -204,6 +204,16 @@ class KubeApi:
                 field, f"Secret {namespace}/{name} key {key!r} is not UTF-8 text"
             ) from error
 
+    async def service_account_exists(self, namespace: str, name: str) -> bool:
+        """Whether the ServiceAccount a monitor's workloads are to run as exists."""
+        try:
+            await self._call(self.core.read_namespaced_service_account, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise ClusterError(f"reading ServiceAccount {namespace}/{name}: {_describe(error)}") from error
+        return True
+
     async def read_config_map_key(self, namespace: str, name: str, key: str, *, field: str) -> str:
         try:
             config_map = await self._call(self.core.read_namespaced_config_map, name, namespace)
