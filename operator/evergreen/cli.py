@@ -255,9 +255,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor_namespace(args: argparse.Namespace) -> str:
+    """``-n``, else the kubeconfig context's namespace, as kubectl does."""
+    from evergreen.kubectl import context_namespace
+
+    if args.namespace is None:
+        args.namespace = context_namespace(args.kubeconfig, args.context)
+    return str(args.namespace)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from evergreen.api.resource import parse_status
     from evergreen.kube.client import KubeApi, load_configuration
+
+    _monitor_namespace(args)
     from evergreen.report import render_status
 
     kube = KubeApi(load_configuration(args.kubeconfig, args.context))
@@ -284,6 +295,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Read a ModelMonitor, compute a spec change from it, merge-patch it in."""
     from evergreen.kube.client import KubeApi, load_configuration
+
+    _monitor_namespace(args)
 
     kube = KubeApi(load_configuration(args.kubeconfig, args.context))
     try:
@@ -413,8 +426,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"EVERGREEN_{name}", default)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="evergreen", description="Keeps production ML models healthy.")
+def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog=prog, description="Keeps production ML models healthy.")
     root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -532,10 +545,15 @@ def parser() -> argparse.ArgumentParser:
     backtest.set_defaults(handler=cmd_backtest)
 
     def monitor_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("name")
-        command.add_argument("-n", "--namespace", default="default")
-        command.add_argument("--kubeconfig", default=None)
-        command.add_argument("--context", default=None)
+        # kubectl's flags, with kubectl's meaning (these commands also run as `kubectl evergreen`).
+        command.add_argument("name", help="the ModelMonitor")
+        command.add_argument(
+            "-n", "--namespace", default=None, help="default: the kubeconfig context's namespace, else default"
+        )
+        command.add_argument(
+            "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"
+        )
+        command.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
 
     explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
     monitor_options(explain)
@@ -573,8 +591,8 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "evergreen") -> int:
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
