@@ -548,7 +548,10 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
         # kubectl's flags, with kubectl's meaning (these commands also run as `kubectl evergreen`).
         command.add_argument("name", help="the ModelMonitor")
         command.add_argument(
-            "-n", "--namespace", default=None, help="default: the kubeconfig context's namespace, else default"
+            "-n",
+            "--namespace",
+            default=None,
+            help="default: the kubeconfig context's namespace, else default",
         )
         command.add_argument(
             "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"

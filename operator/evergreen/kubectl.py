@@ -27,7 +27,9 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
     """
     default_file = Path(os.path.expanduser("~/.kube/config"))
     # Read $KUBECONFIG now: the client library reads it once, when first imported.
-    files = kubeconfig or os.environ.get("KUBECONFIG") or (str(default_file) if default_file.exists() else None)
+    files = (
+        kubeconfig or os.environ.get("KUBECONFIG") or (str(default_file) if default_file.exists() else None)
+    )
     if files:
         try:
             contexts, current = k8s_config.list_kube_config_contexts(config_file=files)

@@ -96,7 +96,9 @@ def kubectl_env(tmp_path: Path) -> dict[str, str]:
 
 
 def kubectl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_kubectl_lists_the_plugin(kubectl_env: dict[str, str]) -> None:
