@@ -218,6 +218,29 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest_report(
+    args: argparse.Namespace,
+    spec: ModelMonitorSpec,
+    steps: Sequence[Any],
+    manifest: dict[str, Any],
+    source: str,
+) -> None:
+    """With ``--report FILE``, the replay as one HTML page too."""
+    if args.report is None:
+        return
+    from evergreen import review
+
+    history = review.from_backtest(
+        steps,
+        spec,
+        name=str(manifest.get("metadata", {}).get("name", spec.model)),
+        namespace=_namespace(manifest, args.namespace),
+        source=source,
+    )
+    review.write(history, args.report, generated=datetime.now(UTC))
+    print(f"report -> {args.report}")
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from evergreen import backtest
 
@@ -234,6 +257,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
         print(backtest.render(steps, every=args.every))
+        _backtest_report(args, spec, steps, manifest, f"replayed from {args.recording.name}")
         return 0
     if args.file is None:
         raise SystemExit("pass the ModelMonitor manifest with -f (or a --recording that holds one)")
@@ -252,6 +276,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
     print(backtest.render(steps, every=args.every))
+    where = f"scenario {args.scenario}" if args.scenario else "Prometheus"
+    _backtest_report(args, spec, steps, manifest, f"replayed from {where}, {args.start} to {args.end}")
     return 0
 
 
@@ -283,13 +309,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     status = parse_status(body.get("status"))
     if args.json:
         print(json.dumps(status.to_wire(), indent=2))
-        return 0
-    print(
-        render_status(
-            args.name, args.namespace, str(spec.get("model", "?")), str(spec.get("mode", "Enforce")), status
+    else:
+        print(
+            render_status(
+                args.name,
+                args.namespace,
+                str(spec.get("model", "?")),
+                str(spec.get("mode", "Enforce")),
+                status,
+            )
         )
-    )
+    if args.report is not None:
+        _status_report(args, spec, status)
     return 0
+
+
+def _status_report(args: argparse.Namespace, raw_spec: dict[str, Any], status: Any) -> None:
+    """With ``--report FILE``, what status remembers as one HTML page."""
+    from evergreen import review
+    from evergreen.errors import SpecError
+
+    try:
+        spec: ModelMonitorSpec | None = parse_spec(raw_spec)
+    except SpecError:
+        spec = None  # an invalid spec still has a history worth drawing
+    history = review.from_status(status, spec, name=args.name, namespace=args.namespace)
+    review.write(history, args.report, generated=datetime.now(UTC))
+    print(f"report -> {args.report}", file=sys.stderr if args.json else sys.stdout)
 
 
 def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
@@ -542,6 +588,13 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     backtest.add_argument("--end", default="now")
     backtest.add_argument("--step", default=None, help="default: spec.interval")
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write the replay as one self-contained HTML page (needs evergreen[report])",
+    )
     backtest.set_defaults(handler=cmd_backtest)
 
     def monitor_options(command: argparse.ArgumentParser) -> None:
@@ -561,6 +614,13 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
     monitor_options(explain)
     explain.add_argument("--json", action="store_true", help="print the status as JSON")
+    explain.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write the monitor's recent history as one HTML page (needs evergreen[report])",
+    )
     explain.set_defaults(handler=cmd_explain)
 
     approve = commands.add_parser(

@@ -32,7 +32,7 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
     )
     if files:
         try:
-            contexts, current = k8s_config.list_kube_config_contexts(config_file=files)
+            contexts, current = k8s_config.list_kube_config_contexts(config_file=files)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
             contexts, current = [], None
         chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
