@@ -198,9 +198,9 @@ def _norm_and_colours(thresholds: Thresholds, peak: float) -> tuple[Any, Any]:
     w, c = thresholds.warning, thresholds.critical
     top = max(peak, 2 * c) * 1.0001
     bounds = [0.0, w / 2, w, (w + c) / 2 if c > w else w * 1.0001, c, (c + top) / 2, top]
-    colours = ListedColormap(["#f1f8e9", "#c5e1a5", "#fff176", "#ffb74d", "#e57373", "#b71c1c"])
-    colours.set_bad("#eeeeee")
-    colours.set_over("#7f0000")
+    colours = ListedColormap(
+        ["#f1f8e9", "#c5e1a5", "#fff176", "#ffb74d", "#e57373", "#b71c1c"]
+    ).with_extremes(bad="#eeeeee", over="#7f0000")
     return BoundaryNorm(bounds, colours.N), colours
 
 
@@ -325,8 +325,7 @@ def data_quality_strip(history: MonitorHistory) -> str:
             [[math.nan if s is None else states.index(s) for s in check.states] for check in checks],
             dtype=float,
         )
-        colours = ListedColormap([STATE_COLOURS[s] for s in states])
-        colours.set_bad("white")
+        colours = ListedColormap([STATE_COLOURS[s] for s in states]).with_extremes(bad="white")
         figure = _figure(0.25 * len(checks) + 0.9)
         axes = figure.add_subplot(_grid(figure, 1)[0])
         axes.imshow(
