@@ -191,3 +191,18 @@ def test_backtest_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixtur
     page = target.read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert "Backtest of ModelMonitor" in page
+
+
+def test_one_bad_evaluation_in_a_long_history_survives_binning() -> None:
+    import numpy as np
+
+    from evergreen.review.charts import MAX_COLUMNS, _worst_per_column
+
+    values = np.zeros((2, 8640))
+    values[0, 4321] = 0.9
+    values[1, :] = np.nan
+    columns, extent = _worst_per_column(values)
+    assert columns.shape == (2, MAX_COLUMNS)
+    assert extent == (-0.5, 8639.5)
+    assert np.nanmax(columns[0]) == 0.9
+    assert np.isnan(columns[1]).all()  # never compared stays unknown, not zero

@@ -32,12 +32,17 @@ ACTION_COLOURS = {
     "HoldForDataQuality": "#ef6c00",
     "Escalate": "#c62828",
 }
+#: Check states from best to worst: a binned cell shows the worst state within it.
 STATE_COLOURS = {
     CheckState.OK: "#a5d6a7",
-    CheckState.BREACHED: "#e53935",
     CheckState.NO_DATA: "#bdbdbd",
     CheckState.ERROR: "#6a1b9a",
+    CheckState.BREACHED: "#e53935",
 }
+#: Above this many evaluations, heat maps show the worst of neighbouring evaluations per column
+#: (a figure is about 1,000 pixels wide: a single bad evaluation must not vanish in resampling),
+#: and per-evaluation markers are drawn as an embedded image rather than one SVG element each.
+MAX_COLUMNS = 1000
 #: Drift series drawn in a heat map; the rest never came near the warning threshold.
 MAX_HEATMAP_ROWS = 30
 WIDTH_INCHES = 12.0
@@ -229,12 +234,14 @@ def drift_heatmap(history: MonitorHistory) -> str:
                 [[math.nan if s is None else s for s in series.scores] for series in rows], dtype=float
             )
             norm, colours = _norm_and_colours(thresholds, max((s.peak for s in rows), default=0.0))
+            columns, (left, right) = _worst_per_column(values)
             image = axes.imshow(
-                np.ma.masked_invalid(values),
+                np.ma.masked_invalid(columns),
                 aspect="auto",
                 interpolation="nearest",
                 cmap=colours,
                 norm=norm,
+                extent=(left, right, len(rows) - 0.5, -0.5),
             )
             axes.set_yticks(
                 range(len(rows)),
@@ -261,6 +268,30 @@ def _floats(values: Sequence[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
+def _worst_per_column(values: Any) -> tuple[Any, tuple[float, float]]:
+    """``values`` (rows × evaluations) binned to at most MAX_COLUMNS columns by their maximum
+    (NaN only where a whole bin is NaN), and the x extent the image covers."""
+    import numpy as np
+
+    count = values.shape[1]
+    extent = (-0.5, count - 0.5)
+    if count <= MAX_COLUMNS:
+        return values, extent
+    starts = np.linspace(0, count, MAX_COLUMNS, endpoint=False).astype(int)
+    return np.fmax.reduceat(values, starts, axis=1), extent
+
+
+def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive indices as (first, last) runs."""
+    runs: list[tuple[int, int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs
+
+
 def kpi_lines(history: MonitorHistory) -> str:
     """Each KPI's value over time against its bounds; breaches marked."""
     with _style():
@@ -273,10 +304,16 @@ def kpi_lines(history: MonitorHistory) -> str:
         grid = _grid(figure, len(kpis))
         axes_list = [figure.add_subplot(grid[i]) for i in range(len(kpis))]
         positions = list(range(len(history.times)))
+        dense = len(positions) > MAX_COLUMNS
         for index, (axes, kpi) in enumerate(zip(axes_list, kpis, strict=True)):
-            axes.plot(positions, _floats(kpi.values), marker=".", color="#1565c0", label="value")
+            axes.plot(
+                positions, _floats(kpi.values), marker=None if dense else ".", color="#1565c0", label="value"
+            )
             for bound, label in ((kpi.minimum, "min"), (kpi.maximum, "max")):
-                if any(b is not None for b in bound):
+                known = {b for b in bound if b is not None}
+                if len(known) == 1 and None not in bound:
+                    axes.axhline(known.pop(), color="#c62828", linestyle="--", label=label)
+                elif known:
                     axes.step(
                         positions, _floats(bound), where="mid", color="#c62828", linestyle="--", label=label
                     )
@@ -285,14 +322,16 @@ def kpi_lines(history: MonitorHistory) -> str:
                 breached,
                 [_value_or_bound(kpi, i) for i in breached],
                 color="#c62828",
+                s=12 if dense else 36,
                 zorder=3,
                 label="breached",
+                rasterized=dense,
             )
             missing = [
                 i for i, state in enumerate(kpi.states) if state in (CheckState.NO_DATA, CheckState.ERROR)
             ]
-            for i in missing:
-                axes.axvspan(i - 0.5, i + 0.5, color="#e0e0e0", zorder=0)
+            for first, last in _runs(missing):
+                axes.axvspan(first - 0.5, last + 0.5, color="#e0e0e0", zorder=0)
             axes.set_ylabel(kpi.name)
             axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
             _time_axis(axes, history.times, labels=index == len(kpis) - 1)
@@ -328,13 +367,15 @@ def data_quality_strip(history: MonitorHistory) -> str:
         colours = ListedColormap([STATE_COLOURS[s] for s in states]).with_extremes(bad="white")
         figure = _figure(0.25 * len(checks) + 0.9)
         axes = figure.add_subplot(_grid(figure, 1)[0])
+        columns, (left, right) = _worst_per_column(codes)
         axes.imshow(
-            np.ma.masked_invalid(codes),
+            np.ma.masked_invalid(columns),
             aspect="auto",
             interpolation="nearest",
             cmap=colours,
             vmin=-0.5,
             vmax=len(states) - 0.5,
+            extent=(left, right, len(checks) - 0.5, -0.5),
         )
         axes.set_yticks(range(len(checks)), [c.name for c in checks])
         _time_axis(axes, history.times)
