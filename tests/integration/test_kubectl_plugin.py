@@ -151,6 +151,23 @@ def test_explain_reads_the_monitor_from_the_chosen_context(
     assert "HoldForDataQuality" in result.stdout
     assert "UnitChange" in result.stdout
 
+    # The same status, drawn as a page to attach to a review.
+    report = tmp_path / "fraud-detector.html"
+    result = kubectl(
+        env,
+        "evergreen",
+        "explain",
+        "fraud-detector",
+        f"--kubeconfig={config}",
+        "--context=staging",
+        "--report",
+        str(report),
+    )
+    assert result.returncode == 0, result.stderr
+    page = report.read_text()
+    assert "<title>ModelMonitor ml-staging/fraud-detector</title>" in page
+    assert "UnitChange" in page
+
     # $KUBECONFIG is read as kubectl reads it, and -n wins over the context's namespace.
     env_config = {**env, "KUBECONFIG": str(config)}
     result = kubectl(env_config, "evergreen", "explain", "fraud-detector", "-n", "other", "--context=staging")
