@@ -154,6 +154,9 @@ def test_a_status_report_draws_what_status_remembers() -> None:
     assert [(p.action, p.reason, p.end) for p in history.periods] == [
         (r.action.value, r.reason, r.until) for r in status.history
     ]
+    # A new reason for the same action starts where the previous decision ended.
+    for earlier, later in zip(history.periods, history.periods[1:], strict=False):
+        assert earlier.end is not None and later.start >= earlier.end
     assert status.last_evaluation is not None
     last = history.times.index(status.last_evaluation.time)
     broken = series(history, "session_length", "segment=firefox-beta")

@@ -119,13 +119,15 @@ def _time_axis(axes: Axes, times: Sequence[datetime], *, labels: bool = True) ->
     count = len(times)
     axes.set_xlim(-0.5, count - 0.5)
     ticks = sorted({0, count - 1, *gaps(times)} | set(range(0, count, max(1, math.ceil(count / 8)))))
-    # Keep ticks apart so their labels do not collide.
+    # Keep ticks apart so their labels do not collide (about nine labels fit across).
+    apart = max(1.0, count / 9)
     spaced: list[int] = []
     for tick in ticks:
-        if not spaced or tick - spaced[-1] >= max(1, count / 12) or tick == count - 1:
-            if spaced and tick == count - 1 and tick - spaced[-1] < max(1, count / 12):
-                spaced.pop()
-            spaced.append(tick)
+        if spaced and tick - spaced[-1] < apart:
+            if tick != count - 1:
+                continue
+            spaced.pop()  # the last evaluation's time matters more than its neighbour's
+        spaced.append(tick)
     axes.set_xticks(spaced)
     if labels:
         axes.set_xticklabels([times[i].strftime("%m-%d %H:%M") for i in spaced], rotation=0)

@@ -207,7 +207,12 @@ def from_status(
     status: ModelMonitorStatus, spec: ModelMonitorSpec | None, *, name: str, namespace: str
 ) -> MonitorHistory:
     """What status remembers: decisions, the last assessments and the last evaluation."""
-    periods = [Period(r.since, r.until, r.action.value, r.reason, r.message) for r in status.history]
+    periods: list[Period] = []
+    for record in status.history:
+        # A new reason for the same action keeps the action's ``since``: it starts where the
+        # previous record ends.
+        start = max(record.since, periods[-1].end) if periods and periods[-1].end else record.since
+        periods.append(Period(start, record.until, record.action.value, record.reason, record.message))
     if status.decision is not None and not any(p.end is None for p in periods):
         d = status.decision
         periods.append(Period(d.since, None, d.action.value, d.reason, d.message))

@@ -51,8 +51,9 @@ def _cell(cell: Cell) -> str:
 
 def _table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
     head = "".join(f"<th>{_text(h)}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
     body = "".join("<tr>" + "".join(_cell(cell) for cell in row) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table id="{table_id}">{thead}<tbody>{body}</tbody></table>'
 
 
 def _number(value: float | None) -> str:
@@ -96,7 +97,7 @@ def render(history: MonitorHistory, *, generated: datetime) -> str:
         f'<p class="subtitle">{_text(history.subtitle)}</p>',
         *(f'<p class="note">{_text(note)}</p>' for note in history.notes),
         "<h2>Summary</h2>",
-        _table("summary", ["", ""], [list(row) for row in history.summary]),
+        _table("summary", [], [list(row) for row in history.summary]),
         "<h2>Decisions</h2>",
         _figure(
             "decision-timeline",
