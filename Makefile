@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo prometheus test test-fast lint typecheck crds recording clean
+.PHONY: demo prometheus chromium report-picture test test-fast lint typecheck crds recording clean
 
 $(BIN)/evergreen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus)
 
-## test: lint, types and the whole suite (unit, real Prometheus, operator end to end, chart)
-test: $(BIN)/evergreen prometheus lint typecheck
+## chromium: the Debian headless browser (and a font) the HTML report tests open reports in
+chromium:
+	@command -v chromium >/dev/null && test -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+
+## report-picture: redraw the README's picture of the demo's backtest report
+report-picture: $(BIN)/evergreen chromium
+	mkdir -p .cache
+	$(BIN)/evergreen backtest --recording operator/evergreen/data/showcase.recording.json.gz \
+	  --report .cache/backtest-report.html >/dev/null
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2800 \
+	  --screenshot=$(CURDIR)/docs/images/backtest-report.png file://$(CURDIR)/.cache/backtest-report.html
+
+## test: lint, types and the whole suite (unit, real Prometheus, operator end to end, chart, reports)
+test: $(BIN)/evergreen prometheus chromium lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only (no Prometheus, no operator)

@@ -218,6 +218,29 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest_report(
+    args: argparse.Namespace,
+    spec: ModelMonitorSpec,
+    steps: Sequence[Any],
+    manifest: dict[str, Any],
+    source: str,
+) -> None:
+    """With ``--report FILE``, the replay as one HTML page too."""
+    if args.report is None:
+        return
+    from evergreen import review
+
+    history = review.from_backtest(
+        steps,
+        spec,
+        name=str(manifest.get("metadata", {}).get("name", spec.model)),
+        namespace=_namespace(manifest, args.namespace),
+        source=source,
+    )
+    review.write(history, args.report, generated=datetime.now(UTC))
+    print(f"report -> {args.report}")
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from evergreen import backtest
 
@@ -234,6 +257,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
         print(backtest.render(steps, every=args.every))
+        _backtest_report(args, spec, steps, manifest, f"replayed from {args.recording.name}")
         return 0
     if args.file is None:
         raise SystemExit("pass the ModelMonitor manifest with -f (or a --recording that holds one)")
@@ -252,12 +276,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
     print(backtest.render(steps, every=args.every))
+    where = f"scenario {args.scenario}" if args.scenario else "Prometheus"
+    _backtest_report(args, spec, steps, manifest, f"replayed from {where}, {args.start} to {args.end}")
     return 0
+
+
+def _monitor_namespace(args: argparse.Namespace) -> str:
+    """``-n``, else the kubeconfig context's namespace, as kubectl does."""
+    from evergreen.kubectl import context_namespace
+
+    if args.namespace is None:
+        args.namespace = context_namespace(args.kubeconfig, args.context)
+    return str(args.namespace)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from evergreen.api.resource import parse_status
     from evergreen.kube.client import KubeApi, load_configuration
+
+    _monitor_namespace(args)
     from evergreen.report import render_status
 
     kube = KubeApi(load_configuration(args.kubeconfig, args.context))
@@ -272,18 +309,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
     status = parse_status(body.get("status"))
     if args.json:
         print(json.dumps(status.to_wire(), indent=2))
-        return 0
-    print(
-        render_status(
-            args.name, args.namespace, str(spec.get("model", "?")), str(spec.get("mode", "Enforce")), status
+    else:
+        print(
+            render_status(
+                args.name,
+                args.namespace,
+                str(spec.get("model", "?")),
+                str(spec.get("mode", "Enforce")),
+                status,
+            )
         )
-    )
+    if args.report is not None:
+        _status_report(args, spec, status)
     return 0
+
+
+def _status_report(args: argparse.Namespace, raw_spec: dict[str, Any], status: Any) -> None:
+    """With ``--report FILE``, what status remembers as one HTML page."""
+    from evergreen import review
+    from evergreen.errors import SpecError
+
+    try:
+        spec: ModelMonitorSpec | None = parse_spec(raw_spec)
+    except SpecError:
+        spec = None  # an invalid spec still has a history worth drawing
+    history = review.from_status(status, spec, name=args.name, namespace=args.namespace)
+    review.write(history, args.report, generated=datetime.now(UTC))
+    print(f"report -> {args.report}", file=sys.stderr if args.json else sys.stdout)
 
 
 def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Read a ModelMonitor, compute a spec change from it, merge-patch it in."""
     from evergreen.kube.client import KubeApi, load_configuration
+
+    _monitor_namespace(args)
 
     kube = KubeApi(load_configuration(args.kubeconfig, args.context))
     try:
@@ -414,8 +473,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"EVERGREEN_{name}", default)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="evergreen", description="Keeps production ML models healthy.")
+def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog=prog, description="Keeps production ML models healthy.")
     root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -535,17 +594,39 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("--end", default="now")
     backtest.add_argument("--step", default=None, help="default: spec.interval")
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write the replay as one self-contained HTML page (needs evergreen[report])",
+    )
     backtest.set_defaults(handler=cmd_backtest)
 
     def monitor_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("name")
-        command.add_argument("-n", "--namespace", default="default")
-        command.add_argument("--kubeconfig", default=None)
-        command.add_argument("--context", default=None)
+        # kubectl's flags, with kubectl's meaning (these commands also run as `kubectl evergreen`).
+        command.add_argument("name", help="the ModelMonitor")
+        command.add_argument(
+            "-n",
+            "--namespace",
+            default=None,
+            help="default: the kubeconfig context's namespace, else default",
+        )
+        command.add_argument(
+            "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"
+        )
+        command.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
 
     explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
     monitor_options(explain)
     explain.add_argument("--json", action="store_true", help="print the status as JSON")
+    explain.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write the monitor's recent history as one HTML page (needs evergreen[report])",
+    )
     explain.set_defaults(handler=cmd_explain)
 
     approve = commands.add_parser(
@@ -579,8 +660,8 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "evergreen") -> int:
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

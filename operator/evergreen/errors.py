@@ -9,6 +9,7 @@
     │   └── NoData                a query succeeded but returned nothing usable
     ├── AnalysisError             histograms that cannot be compared (e.g. no common buckets)
     ├── ResultError               a finished workload reported no usable result (fails that run)
+    ├── ReportError               a review report cannot be drawn (nothing to show, no matplotlib)
     └── ClusterError              talking to the Kubernetes API failed
 
 The controller maps permanent errors to a condition on the one object that caused them and
@@ -78,6 +79,10 @@ class ResultError(EvergreenError):
         super().__init__(f"{source}: {message}")
         self.source = source
         self.message = message
+
+
+class ReportError(EvergreenError):
+    """A review report cannot be drawn: nothing to show, or the plotting library is missing."""
 
 
 class ClusterError(EvergreenError):

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from evergreen.api.decisions import Action, Decision
 from evergreen.api.delivery import CheckRecord
-from evergreen.api.status import Condition, ConditionStatus, SeriesDrift
+from evergreen.api.status import CheckOutcome, Condition, ConditionStatus, SeriesDrift
+from evergreen.observation.evaluate import Evaluation
 
 _STATUSES = [s.value for s in ConditionStatus]
 
@@ -66,6 +67,30 @@ class Telemetry:
             "evergreen_drift_max_score",
             "Highest judged drift score of the last evaluation.",
             ["namespace", "monitor", "signal"],
+            registry=r,
+        )
+        self.drift_threshold = Gauge(
+            "evergreen_drift_threshold",
+            "A monitor's drift thresholds (level warning or critical), to colour scores by.",
+            ["namespace", "monitor", "signal", "level"],
+            registry=r,
+        )
+        self.kpi_value = Gauge(
+            "evergreen_kpi_value",
+            "A KPI's worst value among its series at the last evaluation (NaN without data).",
+            ["namespace", "monitor", "kpi"],
+            registry=r,
+        )
+        self.kpi_min = Gauge(
+            "evergreen_kpi_min",
+            "A KPI's lowest acceptable value (absent when the KPI has no lower bound).",
+            ["namespace", "monitor", "kpi"],
+            registry=r,
+        )
+        self.kpi_max = Gauge(
+            "evergreen_kpi_max",
+            "A KPI's highest acceptable value (absent when the KPI has no upper bound).",
+            ["namespace", "monitor", "kpi"],
             registry=r,
         )
         self.condition = Gauge(
@@ -138,6 +163,8 @@ class Telemetry:
         self._signals: dict[tuple[str, str], set[str]] = {}
         self._conditions: dict[tuple[str, str], set[str]] = {}
         self._decided: set[tuple[str, str]] = set()
+        self._thresholds: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._kpis: dict[tuple[str, str], set[str]] = {}
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``address:port`` from a background thread."""
@@ -175,6 +202,47 @@ class Telemetry:
         else:
             self.drift_max.labels(namespace, monitor, signal).set(max_score)
         self.last_evaluation.labels(namespace, monitor).set(at.timestamp())
+
+    def record_drift_thresholds(
+        self, namespace: str, monitor: str, signal: str, warning: float, critical: float
+    ) -> None:
+        for level, value in (("warning", warning), ("critical", critical)):
+            self.drift_threshold.labels(namespace, monitor, signal, level).set(value)
+            self._thresholds.setdefault((namespace, monitor), set()).add((signal, level))
+
+    def record_signals(self, namespace: str, monitor: str, evaluation: Evaluation) -> None:
+        """What dashboards draw scores and KPIs against: drift thresholds, KPI values and bounds."""
+        for signal, result in (("feature", evaluation.drift), ("prediction", evaluation.prediction_drift)):
+            if result is not None:
+                self.record_drift_thresholds(
+                    namespace, monitor, signal, result.config.warning, result.config.critical
+                )
+        self.record_kpis(namespace, monitor, evaluation.kpis)
+
+    def record_kpis(self, namespace: str, monitor: str, outcomes: Iterable[CheckOutcome]) -> None:
+        """Each KPI's value and bounds; KPIs no longer in the spec are dropped."""
+        kpis = list(outcomes)
+        known = self._kpis.setdefault((namespace, monitor), set())
+        fresh = {kpi.name for kpi in kpis}
+        for stale in known - fresh:
+            self._forget_kpi(namespace, monitor, stale)
+        for kpi in kpis:
+            self.kpi_value.labels(namespace, monitor, kpi.name).set(
+                float("nan") if kpi.value is None else kpi.value
+            )
+            for gauge, bound in ((self.kpi_min, kpi.min), (self.kpi_max, kpi.max)):
+                if bound is None:
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(namespace, monitor, kpi.name)
+                else:
+                    gauge.labels(namespace, monitor, kpi.name).set(bound)
+        known.clear()
+        known.update(fresh)
+
+    def _forget_kpi(self, namespace: str, monitor: str, kpi: str) -> None:
+        for gauge in (self.kpi_value, self.kpi_min, self.kpi_max):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, monitor, kpi)
 
     def record_conditions(self, namespace: str, monitor: str, conditions: Iterable[Condition]) -> None:
         types = self._conditions.setdefault((namespace, monitor), set())
@@ -225,6 +293,10 @@ class Telemetry:
             self.drift_score.remove(namespace, monitor, *series)
         for signal in self._signals.pop(key, set()):
             self.drift_max.remove(namespace, monitor, signal)
+        for signal, level in self._thresholds.pop(key, set()):
+            self.drift_threshold.remove(namespace, monitor, signal, level)
+        for kpi in self._kpis.pop(key, set()):
+            self._forget_kpi(namespace, monitor, kpi)
         for kind in self._conditions.pop(key, set()):
             for status in _STATUSES:
                 self.condition.remove(namespace, monitor, kind, status)

@@ -494,6 +494,7 @@ class MonitorReconciler:
             self.telemetry.record_decision(namespace, name, attempt.policy.decision, changed)
         summary = status.last_evaluation
         if attempt.evaluation is not None and summary is not None:
+            self.telemetry.record_signals(namespace, name, attempt.evaluation)
             for signal, drift in (("feature", summary.drift), ("prediction", summary.prediction_drift)):
                 if drift is not None:
                     self.telemetry.record_drift(
