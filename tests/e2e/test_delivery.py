@@ -1,8 +1,8 @@
-"""Progressive delivery end to end: the operator, the API emulator, a real Prometheus.
+"""Progressive delivery end to end: the operator on a real control plane, a real Prometheus.
 
 The live exporter serves two versions' outcomes (``version`` label), so canary checks compare
-the candidate's precision with the stable's as they would in production. The emulator runs
-no Deployment controller: a background thread plays it (every Deployment becomes ready).
+the candidate's precision with the stable's as they would in production. The real Deployment
+and ReplicaSet controllers make every Deployment's pods, and the node stand-in runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.catalog import BASELINE_KPI
 from evergreen.simulation.scenario import Kpi
 from tests.e2e.conftest import Cluster, OperatorProcess, operator_settings, wait_for
-from tests.support.kube_server import set_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -38,54 +37,10 @@ QUICK_PRECISION = PRECISION.replace("[10s]", "[3s]")
 TEAM_REPLICAS = 4
 
 
-class DeploymentController:
-    """Plays the Deployment controller: every Deployment's pods run and are available."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> DeploymentController:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            for item in listing(self.cluster, "deployments"):
-                replicas = item["spec"].get("replicas", 1)
-                status = item.get("status") or {}
-                generation = item["metadata"]["generation"]
-                if (
-                    status.get("observedGeneration") == generation
-                    and status.get("availableReplicas", 0) == replicas
-                    and status.get("updatedReplicas", 0) == replicas
-                ):
-                    continue
-                with contextlib.suppress(Exception):  # deleted meanwhile
-                    set_status(
-                        self.cluster.api,
-                        api_version="apps/v1",
-                        plural="deployments",
-                        namespace=cluster.namespace,
-                        name=item["metadata"]["name"],
-                        status={
-                            "observedGeneration": generation,
-                            "replicas": replicas,
-                            "updatedReplicas": replicas,
-                            "readyReplicas": replicas,
-                            "availableReplicas": replicas,
-                        },
-                    )
-
-
 @pytest.fixture
 def serving(cluster: Cluster) -> Iterator[Cluster]:
-    """The team's Deployment (serving v1) and Service, plus a playing Deployment controller."""
+    """The team's Deployment (serving v1) and Service; the real Deployment controller and the
+    node stand-in make its pods ready."""
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -118,8 +73,7 @@ def serving(cluster: Cluster) -> Iterator[Cluster]:
         },
     }
     CoreV1Api(cluster.api).create_namespaced_service(cluster.namespace, service)  # type: ignore[arg-type]
-    with DeploymentController(cluster):
-        yield cluster
+    yield cluster
 
 
 @pytest.fixture
@@ -333,8 +287,7 @@ def test_manual_approval_blocks_until_given(
 
 
 def route_schema() -> dict[str, Any]:
-    if not ROUTE_CRD.exists():
-        pytest.skip(f"the Gateway API CRD is not at {ROUTE_CRD}")
+    """The HTTPRoute v1 schema (the API server enforces it too; this also names the field)."""
     crd = yaml.safe_load(ROUTE_CRD.read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema = version["schema"]["openAPIV3Schema"]
@@ -346,10 +299,6 @@ def test_a_hold_keeps_the_old_version_through_a_promotion_and_is_released_at_exp
     serving: Cluster, live_prometheus: PrometheusServer, two_versions: LiveModelTraffic
 ) -> None:
     cluster = serving
-    crd = yaml.safe_load(ROUTE_CRD.read_text()) if ROUTE_CRD.exists() else pytest.skip("no Gateway API CRD")
-    from kubernetes.client import ApiextensionsV1Api
-
-    ApiextensionsV1Api(cluster.api).create_custom_resource_definition(crd)
     until = datetime.now(UTC) + timedelta(seconds=25)
     monitor = spec(
         router="GatewayAPI",
@@ -428,10 +377,13 @@ def test_observe_mode_touches_nothing_and_removing_rollout_gives_serving_back(
         wait_for("the team's Deployment handed over", lambda: deployments(cluster).get("fraud") == 0)
 
         # Switching rollouts off gives serving back to the team's own Deployment.
-        body = cluster.monitor("fraud")
-        body["spec"].pop("rollout")
-        cluster.custom.replace_namespaced_custom_object(
-            "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud", body
+        cluster.custom.patch_namespaced_custom_object(
+            "evergreen.dev",
+            "v1alpha1",
+            cluster.namespace,
+            "modelmonitors",
+            "fraud",
+            {"spec": {"rollout": None}},  # a merge patch: null removes the field
         )
         wait_for(
             "serving returned",
