@@ -1,27 +1,25 @@
-"""The traffic routers against the Kubernetes API emulator (the operator itself does not run).
+"""The traffic routers on a real control plane, with the chart's identity (the operator itself
+does not run).
 
-The emulator runs no controllers, so tests play the Deployment controller: ``roll_out`` writes
-the status a Deployment reaches once all its pods run its current template. A ModelMonitor
-object exists only to own what the routers create. "No write" is checked twice: no write
-request left the routers' API client (:class:`WriteCountingObjects`: the emulator, like an API
-server, stores nothing for a write that changes nothing), and the emulator's global
-resourceVersion, which every stored change bumps, did not move.
+The real Deployment and ReplicaSet controllers run every Deployment; the node stand-in holds
+the namespace's pods Pending until a test calls ``roll_out``, which releases a Deployment's
+current ReplicaSet and waits until all its pods are available, so a test decides when a
+version is ready. A ModelMonitor object exists only to own what the routers create. "No write"
+is checked twice: no write request left the routers' API client (:class:`WriteCountingObjects`)
+and no object the routers manage changed its spec or metadata (:meth:`World.revision`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import functools
+import json
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes.client
 import pytest
-import yaml
 
 from evergreen.actuators.routing import (
     HeldVersion,
@@ -37,14 +35,12 @@ from evergreen.actuators.routing import (
 from evergreen.actuators.routing.base import ADOPTED_VERSION_ANNOTATION, ORIGINAL_REPLICAS_ANNOTATION
 from evergreen.api.delivery import RolloutSpec, RouterKind
 from evergreen.errors import MissingReference
-from evergreen.kube.client import KubeApi, ObjectApi, Resource, load_configuration
-from tests.e2e.conftest import Cluster
-from tests.support.kube_server import object_path, set_status
+from evergreen.kube.client import KubeApi, ObjectApi, Resource
+from tests.e2e.conftest import Cluster, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 T = TypeVar("T")
-ROUTE_CRD = Path(__file__).parents[2].parent / "shared" / "crds" / "gateway-api-v1.4.1-httproutes.yaml"
 ROUTES_API_VERSION = "gateway.networking.k8s.io/v1"
 TEAM_REPLICAS = 4
 MONITOR_SPEC = {"model": "fraud-detector", "kpis": [{"name": "precision", "query": "vector(1)", "min": 0.5}]}
@@ -86,17 +82,34 @@ class World:
         """A fresh router (as after an operator restart: it knows only what the cluster says)."""
         return router_for(self.spec.router, self.objects, self.monitor, self.spec)
 
-    def revision(self) -> int:
-        return self.cluster.server.call(lambda emulator: emulator.revision)
+    def revision(self) -> str:
+        """What the routers write, across the namespace: every managed object's generation,
+        labels, annotations and spec (controllers' status updates do not count)."""
+        state = []
+        for api_version, plural in (
+            ("apps/v1", "deployments"),
+            ("v1", "services"),
+            (ROUTES_API_VERSION, "httproutes"),
+        ):
+            listing = request_json(
+                self.cluster, "GET", object_path(api_version, plural, self.cluster.namespace)
+            )
+            for item in listing.get("items") or []:
+                meta = item["metadata"]
+                labels, annotations = meta.get("labels"), written_annotations(meta)
+                state.append(
+                    (plural, meta["name"], meta.get("generation"), labels, annotations, item.get("spec"))
+                )
+        return json.dumps(sorted(state, key=lambda entry: (entry[0], entry[1])), sort_keys=True)
 
     def create(self, api_version: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object as its owner (not Evergreen) would, through the API."""
         return request_json(
-            self.cluster, "POST", object_path(api_version, plural, namespace=cluster.namespace), body
+            self.cluster, "POST", object_path(api_version, plural, self.cluster.namespace), body
         )
 
     def get(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
-        path = object_path(api_version, plural, namespace=cluster.namespace, name=name)
+        path = object_path(api_version, plural, self.cluster.namespace, name)
         try:
             return request_json(self.cluster, "GET", path)
         except kubernetes.client.ApiException as error:
@@ -132,25 +145,53 @@ class World:
         return dict(self.existing(name)["spec"]["template"]["metadata"]["labels"])
 
     def roll_out(self, *names: str) -> None:
-        """Play the Deployment controller: all pods of the current template run and are available."""
+        """Let each Deployment's current pods run, and wait until all of them are available."""
         for name in names:
-            body = self.existing(name)
-            replicas = int(body["spec"].get("replicas", 1))
-            status = {
-                "observedGeneration": body["metadata"]["generation"],
-                "replicas": replicas,
-                "updatedReplicas": replicas,
-                "readyReplicas": replicas,
-                "availableReplicas": replicas,
-            }
-            set_status(
-                self.cluster.api,
-                api_version="apps/v1",
-                plural="deployments",
-                namespace=cluster.namespace,
-                name=name,
-                status=status,
+            body = wait_for(f"Deployment {name} observed", lambda name=name: self._observed(name))
+            revision = (body["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            sets = request_json(
+                self.cluster, "GET", object_path("apps/v1", "replicasets", self.cluster.namespace)
             )
+            current = [
+                rs["metadata"]["name"]
+                for rs in sets.get("items") or []
+                if any(
+                    o.get("uid") == body["metadata"]["uid"]
+                    for o in rs["metadata"].get("ownerReferences") or []
+                )
+                and (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+                == revision
+            ]
+            for replica_set in current:
+                self.cluster.node.release(self.cluster.namespace, replica_set)
+            wait_for(f"Deployment {name} rolled out", lambda name=name: self._rolled_out(name))
+
+    def written(self, name: str) -> str:
+        """A Deployment as anyone but its controller writes it (spec and metadata, not status)."""
+        body = self.existing(name)
+        meta = body["metadata"]
+        fields = ("generation", "labels", "ownerReferences", "finalizers")
+        return json.dumps(
+            [*(meta.get(f) for f in fields), written_annotations(meta), body["spec"]], sort_keys=True
+        )
+
+    def _observed(self, name: str) -> dict[str, Any] | None:
+        body = self.existing(name)
+        status = body.get("status") or {}
+        annotations = body["metadata"].get("annotations") or {}
+        observed = status.get("observedGeneration") == body["metadata"]["generation"]
+        return body if observed and "deployment.kubernetes.io/revision" in annotations else None
+
+    def _rolled_out(self, name: str) -> bool:
+        body = self.existing(name)
+        status = body.get("status") or {}
+        replicas = int(body["spec"].get("replicas", 1))
+        return (
+            status.get("observedGeneration") == body["metadata"]["generation"]
+            and status.get("updatedReplicas", 0) == replicas
+            and status.get("availableReplicas", 0) == replicas
+            and status.get("replicas", 0) == replicas
+        )
 
     def reconcile(self, plan: ServingPlan, router: Router | None = None) -> ServingState:
         return run((router or self.router()).reconcile(plan))
@@ -232,29 +273,25 @@ def rollout_spec(kind: RouterKind, **changes: Any) -> RolloutSpec:
     return RolloutSpec.model_validate(spec)
 
 
-@functools.cache
-def route_crd() -> dict[str, Any]:
-    if not ROUTE_CRD.exists():
-        pytest.skip(f"the Gateway API CRD is not at {ROUTE_CRD}: the GatewayAPI router cannot be tested")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the file is 350 kB
-    crd = yaml.load(ROUTE_CRD.read_text(encoding="utf-8"), Loader=loader)
-    assert isinstance(crd, dict)
-    return crd
+def written_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Annotations but the Deployment controller's own (its revision number)."""
+    annotations = meta.get("annotations") or {}
+    return {k: v for k, v in annotations.items() if not k.startswith("deployment.kubernetes.io/")}
+
+
+def object_path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
+    root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    path = f"{root}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
 
 
 def make_world(cluster: Cluster, spec: RolloutSpec) -> Iterator[World]:
-    if spec.router is RouterKind.GATEWAY_API:
-        crd = copy.deepcopy(route_crd())
-        request_json(
-            cluster, "POST", object_path("apiextensions.k8s.io/v1", "customresourcedefinitions"), crd
-        )
-    request_json(
-        cluster, "POST", object_path("apps/v1", "deployments", namespace=cluster.namespace), team_deployment()
-    )
-    request_json(cluster, "POST", object_path("v1", "services", namespace=cluster.namespace), team_service())
+    cluster.node.hold(cluster.namespace)
+    request_json(cluster, "POST", object_path("apps/v1", "deployments", cluster.namespace), team_deployment())
+    request_json(cluster, "POST", object_path("v1", "services", cluster.namespace), team_service())
     monitor = cluster.create_monitor("fraud-detector", {**MONITOR_SPEC, "rollout": spec.to_wire()})
     ref = MonitorRef(cluster.namespace, monitor["metadata"]["name"], monitor["metadata"]["uid"])
-    kube = KubeApi(load_configuration(str(cluster.kubeconfig)))
+    kube = KubeApi(cluster.operator_configuration)  # the chart's identity: its RBAC applies
     try:
         yield World(cluster, ref, spec, kube, WriteCountingObjects(kube))
     finally:
@@ -379,7 +416,7 @@ def test_a_new_router_converges_from_the_cluster_after_a_restart(replicas_world:
     world = replicas_world
     world.reconcile(ServingPlan("v1"))  # the operator stops halfway through the adoption
     world.roll_out("fraud-v1")
-    restarted = KubeApi(load_configuration(str(world.cluster.kubeconfig)))
+    restarted = KubeApi(world.cluster.operator_configuration)
     try:
         router = router_for(world.spec.router, restarted, world.monitor, world.spec)
         state = world.reconcile(ServingPlan("v1"), router)
@@ -446,9 +483,7 @@ def test_objects_evergreen_did_not_create_are_never_touched(replicas_world: Worl
     bystander = team_deployment(replicas=1)
     bystander["metadata"] = {"name": "fraud-old", "labels": dict(lookalike["metadata"]["labels"])}
     world.create("apps/v1", "deployments", bystander)
-    untouched = {
-        name: world.existing(name)["metadata"]["resourceVersion"] for name in ("fraud-v3", "fraud-old")
-    }
+    untouched = {name: world.written(name) for name in ("fraud-v3", "fraud-old")}
 
     adopt(world, ServingPlan("v1"))
     with pytest.raises(ObjectNotOwned) as raised:
@@ -462,8 +497,8 @@ def test_objects_evergreen_did_not_create_are_never_touched(replicas_world: Worl
     world.roll_out("fraud")
     run(world.router().finalize())
     assert world.deployment("fraud-v1") is None
-    for name, version in untouched.items():
-        assert world.existing(name)["metadata"]["resourceVersion"] == version
+    for name, written in untouched.items():
+        assert world.written(name) == written, f"{name} was changed"
 
 
 def test_finalize_gives_the_team_deployment_its_replicas_back(replicas_world: World) -> None:
@@ -494,7 +529,7 @@ def test_finalize_gives_the_team_deployment_its_replicas_back(replicas_world: Wo
 def test_a_missing_team_deployment_is_a_missing_reference(cluster: Cluster) -> None:
     spec = rollout_spec(RouterKind.REPLICAS)
     monitor = cluster.create_monitor("fraud-detector", {**MONITOR_SPEC, "rollout": spec.to_wire()})
-    kube = KubeApi(load_configuration(str(cluster.kubeconfig)))
+    kube = KubeApi(cluster.operator_configuration)  # the chart's identity: its RBAC applies
     try:
         ref = MonitorRef(cluster.namespace, "fraud-detector", monitor["metadata"]["uid"])
         with pytest.raises(MissingReference) as raised:

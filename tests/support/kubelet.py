@@ -48,6 +48,9 @@ class NodeStandIn:
         self.core = kubernetes.client.CoreV1Api(api)
         self.node = node
         self._endings: list[tuple[str, dict[str, str], PodEnding]] = []
+        #: Namespaces whose pods wait for their ReplicaSet to be released (see :meth:`hold`).
+        self._held: set[str] = set()
+        self._released: set[tuple[str, str]] = set()
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -85,6 +88,28 @@ class NodeStandIn:
             pods = [pod for pod in self._pods.values() if pod["metadata"]["namespace"] == namespace]
         for pod in pods:
             self._handle(pod)
+
+    def hold(self, namespace: str) -> None:
+        """From now on, pods of ReplicaSets in ``namespace`` stay Pending until released: a test
+        decides when a Deployment's new pods become ready (the way a slow image pull would)."""
+        with self._lock:
+            self._held.add(namespace)
+
+    def release(self, namespace: str, replica_set: str) -> None:
+        """Let the pods of one ReplicaSet run (now and later)."""
+        with self._lock:
+            self._released.add((namespace, replica_set))
+            pods = [pod for pod in self._pods.values() if pod["metadata"]["namespace"] == namespace]
+        for pod in pods:
+            self._handle(pod)
+
+    def _waits(self, pod: dict[str, Any]) -> bool:
+        meta = pod["metadata"]
+        owners = [o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "ReplicaSet"]
+        with self._lock:
+            if meta["namespace"] not in self._held or not owners:
+                return False
+            return (meta["namespace"], owners[0]) not in self._released
 
     # The agent ------------------------------------------------------------------------------
 
@@ -167,7 +192,7 @@ class NodeStandIn:
             ending = self._ending_of(pod)
             if ending is not None:
                 self._terminate(pod, ending)
-            elif phase != "Running":
+            elif phase != "Running" and not self._waits(pod):
                 self._run_pod(pod)
         except ApiException as error:
             if error.status not in (404, 409):

@@ -431,6 +431,26 @@ class ObjectApi:
                 raise Conflict(f"{resource.kind} {namespace}/{name} changed since it was read") from error
             raise _write_error(error, f"patching {resource.kind} {namespace}/{name}") from error
 
+    async def json_patch(
+        self, resource: Resource, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Apply a JSON patch (RFC 6902); :class:`Conflict` when one of its ``test`` operations
+        fails (the field changed since it was read). No operations: the object as it is."""
+        path = _object_path(resource, namespace, name)
+        if not operations:
+            return await self._request("GET", path)
+        try:
+            return await self._call_json_patch(path, operations)
+        except ApiException as error:
+            if error.status == 409 or (error.status == 422 and "test" in _status_message(error).lower()):
+                raise Conflict(f"{resource.kind} {namespace}/{name} changed since it was read") from error
+            raise _write_error(error, f"patching {resource.kind} {namespace}/{name}") from error
+
+    async def _call_json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self.kube._call(
+            self._request_sync, "PATCH", path, None, operations, "application/json-patch+json"
+        )
+
     async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
         """Delete the object (its dependents in the background); False when it was already gone."""
         try:
@@ -475,7 +495,7 @@ class ObjectApi:
         method: str,
         path: str,
         query: list[tuple[str, str]] | None,
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, Any]] | None,
         content_type: str | None,
     ) -> dict[str, Any]:
         api = self.kube._api

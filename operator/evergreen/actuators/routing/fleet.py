@@ -117,6 +117,37 @@ def original_replicas(team: Mapping[str, Any], *, field: str = TARGET_FIELD) -> 
     return int(recorded)
 
 
+def guarded_operations(live: Mapping[str, Any], patch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON patch operations for ``patch`` (replicas and annotations), each guarded by a test of
+    the value in ``live``; an annotation set to None is removed."""
+    operations: list[dict[str, Any]] = []
+    replicas = (patch.get("spec") or {}).get("replicas")
+    if replicas is not None:
+        current = (live.get("spec") or {}).get("replicas")
+        if current is not None:
+            operations.append({"op": "test", "path": "/spec/replicas", "value": current})
+        operations.append({"op": "add", "path": "/spec/replicas", "value": replicas})
+    wanted = (patch.get("metadata") or {}).get("annotations") or {}
+    existing = (live.get("metadata") or {}).get("annotations")
+    if wanted and existing is None:
+        added = {key: value for key, value in wanted.items() if value is not None}
+        if added:
+            operations.append({"op": "add", "path": "/metadata/annotations", "value": added})
+        return operations
+    for key, value in wanted.items():
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        if key in (existing or {}):
+            operations.append({"op": "test", "path": path, "value": existing[key]})  # type: ignore[index]
+            operations.append(
+                {"op": "remove", "path": path}
+                if value is None
+                else {"op": "replace", "path": path, "value": value}
+            )
+        elif value is not None:
+            operations.append({"op": "add", "path": path, "value": value})
+    return operations
+
+
 def handed_over(team: Mapping[str, Any]) -> bool:
     """Whether the team's Deployment is scaled down and the version Deployments serve alone."""
     annotations = team.get("metadata", {}).get("annotations") or {}
@@ -207,10 +238,14 @@ class VersionFleet:
             await self._patch_team(team, {"metadata": {"annotations": dict.fromkeys(ours)}})
 
     async def _patch_team(self, team: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-        # Conditional on what was read: a concurrent change by the team wins, and is seen next time.
-        patch.setdefault("metadata", {})["resourceVersion"] = team["metadata"]["resourceVersion"]
-        return await self.objects.patch(
-            self.objects.DEPLOYMENTS, self.namespace, self.target.deployment, patch
+        """Change exactly the fields Evergreen manages on the team's Deployment.
+
+        A JSON patch that first tests each changed field against what was read: a concurrent
+        change of that field by the team (or its GitOps tool) wins and is seen next time, while
+        the Deployment controller's status writes and changes to other fields never conflict.
+        """
+        return await self.objects.json_patch(
+            self.objects.DEPLOYMENTS, self.namespace, self.target.deployment, guarded_operations(team, patch)
         )
 
     # Evergreen's objects -------------------------------------------------------------------------
