@@ -112,7 +112,7 @@ def load_manifest(path: Path) -> Manifest:
         if document.get("kind") != KIND:
             seen.append(f"document {index} has kind {document.get('kind')!r}")
             continue
-        return _checked(str(path) if len(documents) == 1 else f"{path} (document {index})", document)
+        return checked_document(str(path) if len(documents) == 1 else f"{path} (document {index})", document)
     found = "; ".join(seen) if seen else "the file is empty"
     raise InputError(
         str(path),
@@ -120,13 +120,14 @@ def load_manifest(path: Path) -> Manifest:
     )
 
 
-def _checked(source: str, document: dict[Any, Any]) -> Manifest:
+def checked_document(source: str, document: dict[Any, Any]) -> Manifest:
+    """``document`` as a ModelMonitor: the apiVersion served, metadata and spec of the right shapes."""
     api_version = document.get("apiVersion")
     if api_version != API_VERSION:
+        given = "is missing" if api_version is None else f"is {str(api_version)[:80]!r}"
         raise InputError(
             source,
-            f"is {api_version!r}; this version of Evergreen serves {API_VERSION}: set `apiVersion: "
-            f"{API_VERSION}`",
+            f"{given}; this version of Evergreen serves {API_VERSION}: set `apiVersion: {API_VERSION}`",
             field="apiVersion",
         )
     metadata = document.get("metadata", {})
@@ -159,4 +160,4 @@ def _checked(source: str, document: dict[Any, Any]) -> Manifest:
     return Manifest(source, document, metadata.get("name"), namespace, spec)
 
 
-__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "load_manifest", "read_text"]
+__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "checked_document", "load_manifest", "read_text"]
