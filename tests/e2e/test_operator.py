@@ -131,11 +131,9 @@ def test_monitor_reports_drift_per_segment_with_events(
         # Not drift to retrain on: a pipeline break confined to one segment. Hold and say why.
         decision = wait_for(
             "a data-quality hold",
-            lambda: (
-                (d := cluster.monitor("fraud")["status"].get("decision"))
-                and d["action"] == "HoldForDataQuality"
-                and d
-            ),
+            lambda: (d := cluster.monitor("fraud")["status"].get("decision"))
+            and d["action"] == "HoldForDataQuality"
+            and d,
         )
         assert decision["reason"] == "SegmentBreak"
         assert "only segment=ios of session_length changed" in decision["message"]
