@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,9 +34,13 @@ def field_path(root: str, location: tuple[int | str, ...]) -> str:
     return path
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40
+
+
 def _shown(value: object) -> str:
-    """A bounded rendering of the offending value (it may be megabytes long)."""
-    text = repr(value)
+    """A bounded rendering of the offending value (it may be megabytes long, or nested deep)."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
@@ -62,7 +67,8 @@ def error_message(error: ErrorDetails) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "string_type":
-        return f"expected a string, got {_kind(value)} {_shown(value)}: quote it"
+        hint = ": quote it" if isinstance(value, int | float | bool) else ""
+        return f"expected a string, got {_kind(value)} {_shown(value)}{hint}"
     if kind in ("float_type", "int_type", "int_from_float"):
         wanted = "an integer" if kind.startswith("int") else "a number"
         return f"expected {wanted}, got {_kind(value)} {_shown(value)}: write it unquoted, e.g. 3"
