@@ -131,15 +131,13 @@ def bundled_recording() -> Recording:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from evergreen import backtest
-    from evergreen.api.resource import parse_spec
     from evergreen.report import render_decision
 
     recording = load_recording(args.recording) if args.recording else bundled_recording()
-    manifest = dict(recording.monitor)
-    spec = parse_spec(manifest["spec"])
-    metadata_ = manifest.get("metadata") or {}
-    namespace = metadata_.get("namespace") or "default"
-    name = metadata_.get("name", spec.model)
+    manifest = load_manifest_from(str(args.recording or DEMO_RECORDING), recording.monitor)
+    spec = manifest.spec()
+    namespace = _namespace(manifest, None)
+    name = manifest.name or spec.model
     print(f"Evergreen demo: ModelMonitor {namespace}/{name} over a recorded scenario")
     if recording.description:
         print(recording.description)

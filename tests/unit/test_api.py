@@ -119,3 +119,11 @@ def test_status_ignores_unknown_fields_and_survives_garbage() -> None:
     assert status.observed_generation == 3
     assert parse_status({"conditions": "not a list"}).conditions == []
     assert parse_status(None).conditions == []
+
+
+@pytest.mark.parametrize("raw", [["model", "m"], "model: m", 42])
+def test_a_spec_that_is_not_a_mapping_is_a_spec_error(raw: Any) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw)
+    assert caught.value.field == "spec"
+    assert "expected a mapping" in caught.value.message

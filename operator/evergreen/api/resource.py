@@ -95,6 +95,8 @@ def error_message(error: ErrorDetails) -> str:
 
 def parse_spec(spec: Mapping[str, Any]) -> ModelMonitorSpec:
     """Validate a raw spec; raise SpecError naming the first offending field and the fix."""
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", f"expected a mapping of fields, got {_kind(spec)}")
     try:
         return ModelMonitorSpec.model_validate(dict(spec))
     except ValidationError as error:
