@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from evergreen.api.spec import ModelMonitorSpec
 from evergreen.backtest import evaluation_times
 from evergreen.cli_errors import DEBUG_VARIABLE, ExitCode, debug_requested, kube_errors, report
 from evergreen.cli_outcomes import backtest_outcome, evaluate_outcome
-from evergreen.conditions import evaluation_drafts, merge_conditions
+from evergreen.conditions import evaluation_drafts, merge_conditions, unavailable_drafts
 from evergreen.errors import InputError, MetricsUnavailable
 from evergreen.observation.evaluate import Evaluation, evaluate
 from evergreen.report import render_evaluation
@@ -45,7 +45,6 @@ from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.signals.recording import RecordedSource, Recorder, Recording
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
-from evergreen.signals.source import MetricSource
 
 if TYPE_CHECKING:
     from evergreen.kube.client import KubeApi
@@ -79,9 +78,8 @@ def _references(spec: ModelMonitorSpec, baseline_file: Path | None) -> dict[str,
 
 def load_recording(path: Path) -> Recording:
     """A file written by ``evergreen record``, or an InputError that says why it is not one."""
-    read_text_or_error = read_text  # the same checks for a missing file or a directory
     if path.is_dir() or not path.exists():
-        read_text_or_error(path, "recording (from `evergreen record`)")
+        read_text(path, "recording (from `evergreen record`)")  # raises, saying which of the two
     try:
         return Recording.load(path)
     except (OSError, EOFError, gzip.BadGzipFile, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -91,20 +89,9 @@ def load_recording(path: Path) -> Recording:
         ) from None
 
 
-async def _evaluate_at(
-    spec: ModelMonitorSpec,
-    source: MetricSource,
-    at: datetime,
-    namespace: str,
-    references: dict[str, list[Sample]],
-) -> Evaluation:
-    return await evaluate(spec, source, at, namespace=namespace, references=references)
-
-
 def _print(spec: ModelMonitorSpec, evaluation: Evaluation, top: int, title: str | None = None) -> None:
-    conditions = merge_conditions(
-        [], evaluation_drafts(spec, evaluation), now=evaluation.time, generation=None
-    )
+    drafts = unavailable_drafts(evaluation) if evaluation.unavailable else evaluation_drafts(spec, evaluation)
+    conditions = merge_conditions([], drafts, now=evaluation.time, generation=None)
     print(render_evaluation(evaluation, conditions=conditions, top=top, title=title))
 
 
