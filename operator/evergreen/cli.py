@@ -565,7 +565,7 @@ exit codes:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's layout and shows defaults where there is one."""
+    """Keeps the epilog's layout (the exit-code table)."""
 
 
 def parser() -> argparse.ArgumentParser:
