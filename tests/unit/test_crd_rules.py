@@ -151,3 +151,14 @@ def test_label_name_keys_agree(key: str, valid: bool) -> None:
     failed_rules(spec_schema(), spec, failures)
     assert (not failures) is valid
     assert (_pydantic_message(spec) is None) is valid
+
+
+@pytest.mark.parametrize(
+    "interval",
+    ["0s", "999ms", "0999ms", "1000ms", "01000ms", "1s", "0m500ms", "0w0d0h0m0s999ms", "5m", "1m0s", "0h1ms"],
+)
+def test_the_minimum_interval_agrees(interval: str) -> None:
+    spec = {"model": "m", "kpis": [{"name": "k", "query": "up", "min": 1}], "interval": interval}
+    failures: list[str] = []
+    failed_rules(spec_schema(), spec, failures)
+    assert ("interval must be at least 1s" in failures) == (_pydantic_message(spec) is not None)

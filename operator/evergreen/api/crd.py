@@ -105,6 +105,11 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "Persistence": [{"rule": "self.needed <= self.of", "message": "needed must not exceed of"}],
     "ModelMonitorSpec": [
         {
+            # Below 1s means: every part zero except at most 999ms (the duration grammar is fixed).
+            "rule": "!self.interval.matches('^(0+w)?(0+d)?(0+h)?(0+m)?(0+s)?(0*[0-9]{1,3}ms)?$')",
+            "message": "interval must be at least 1s",
+        },
+        {
             "rule": "has(self.drift) || has(self.predictionDrift) "
             "|| (has(self.dataQuality) && size(self.dataQuality) > 0) "
             "|| (has(self.kpis) && size(self.kpis) > 0)",
