@@ -4,13 +4,22 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Tested versions of every dependency; the Dockerfile installs with the same file.
+CONSTRAINTS := constraints.txt
+# The test toolchain (pytest, mypy, ruff, ...) on top of the runtime install.
+TOOLS := $(VENV)/.test-tools
 
-.PHONY: demo prometheus chromium report-picture test test-fast lint typecheck crds recording clean
+.PHONY: demo prometheus chromium control-plane report-picture test test-fast lint typecheck crds recording constraints clean
 
-$(BIN)/evergreen: pyproject.toml
+# The runtime only: what the operator, the demo and the other commands need.
+$(BIN)/evergreen: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(TOOLS): $(BIN)/evergreen
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 ## demo: evaluate the example ModelMonitor over the bundled recorded scenario (no cluster)
@@ -35,18 +44,25 @@ report-picture: $(BIN)/evergreen chromium
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2800 \
 	  --screenshot=$(CURDIR)/docs/images/backtest-report.png file://$(CURDIR)/.cache/backtest-report.html
 
-## test: lint, types and the whole suite (unit, real Prometheus, operator end to end, chart, reports)
-test: $(BIN)/evergreen prometheus chromium lint typecheck
+## control-plane: Debian's etcd for the end-to-end tests' Kubernetes control plane (kube-apiserver and
+## kube-controller-manager come from $KUBEBUILDER_ASSETS or ../shared/envtest)
+control-plane:
+	@command -v etcd >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends etcd-server)
+
+## test: lint, types and the whole suite (unit, real Prometheus, operator end to end on a real
+## control plane, chart, reports)
+test: $(TOOLS) prometheus chromium control-plane lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only (no Prometheus, no operator)
-test-fast: $(BIN)/evergreen
+test-fast: $(TOOLS)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(BIN)/evergreen
+lint: $(TOOLS)
 	$(BIN)/ruff check operator tests bench
 
-typecheck: $(BIN)/evergreen
+typecheck: $(TOOLS)
 	$(BIN)/mypy
 
 ## crds: regenerate the CRD manifests and the field reference from the pydantic models
@@ -64,6 +80,16 @@ recording: $(BIN)/evergreen prometheus
 	  --span 2026-01-18T06:35:00Z..2026-01-18T07:00:00Z \
 	  --description "The showcase scenario: a healthy morning; amount drifting; temperature_c arriving in Fahrenheit; session_length broken for the 0.1% firefox-beta segment; a day later, with the segment still broken, precision and recall drop." \
 	  -o operator/evergreen/data/showcase.recording.json.gz
+
+## constraints: re-pin constraints.txt from a fresh install of pyproject.toml's dependencies
+constraints:
+	rm -rf $(VENV)-pin
+	$(PYTHON) -m venv $(VENV)-pin
+	$(VENV)-pin/bin/pip install --quiet --upgrade pip
+	$(VENV)-pin/bin/pip install --quiet '.[test]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(VENV)-pin/bin/pip freeze | grep -v '^evergreen'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(VENV)-pin
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

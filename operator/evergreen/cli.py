@@ -4,7 +4,12 @@ evergreen run        run the operator (in a cluster, or against a kubeconfig)
 evergreen demo       evaluate the bundled example over a bundled recording (no cluster)
 evergreen evaluate   evaluate a ModelMonitor manifest once against a Prometheus
 evergreen record     record the answers a monitor's queries get, for replay
+evergreen backtest   replay the decision engine over history
+evergreen explain    show a ModelMonitor's decision and evidence (approve, abort, retrain act on it)
 evergreen crd        print or check the generated CustomResourceDefinition
+
+Every failure goes through :mod:`evergreen.cli_errors` (one message, an exit code, a traceback
+only with ``--debug``); flag values are parsed by :mod:`evergreen.cli_arguments`.
 """
 
 from __future__ import annotations
@@ -12,63 +17,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from importlib import resources
+from datetime import timedelta
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from evergreen import __version__
+from evergreen import cli_arguments as arg
 from evergreen.api.durations import parse_duration
-from evergreen.api.resource import KIND, parse_spec
+from evergreen.api.manifest import Manifest, load_manifest, read_text
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.backtest import evaluation_times
+from evergreen.cli_errors import DEBUG_VARIABLE, ExitCode, debug_requested, kube_errors, report
+from evergreen.cli_outcomes import backtest_outcome, evaluate_outcome
 from evergreen.conditions import evaluation_drafts, merge_conditions, unavailable_drafts
-from evergreen.errors import EvergreenError
+from evergreen.errors import InputError, MetricsUnavailable
 from evergreen.observation.evaluate import Evaluation, evaluate
 from evergreen.report import render_evaluation
 from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.signals.recording import RecordedSource, Recorder, Recording
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
-from evergreen.signals.source import MetricSource
+
+if TYPE_CHECKING:
+    from evergreen.kube.client import KubeApi
 
 DEMO_RECORDING = "showcase.recording.json.gz"
 
 
-def _parse_time(text: str) -> datetime:
-    if text == "now":
-        return datetime.now(UTC)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _headers(pairs: Sequence[str]) -> dict[str, str]:
-    headers = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--header expects NAME=VALUE, got {pair!r}")
-        headers[name.strip()] = value.strip()
-    return headers
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    """The first ModelMonitor document of a YAML file."""
-    for document in yaml.safe_load_all(path.read_text()):
-        if isinstance(document, dict) and document.get("kind") == KIND:
-            return document
-    raise SystemExit(f"{path}: no {KIND} document found")
-
-
-def _namespace(manifest: dict[str, Any], override: str | None) -> str:
-    return override or manifest.get("metadata", {}).get("namespace") or "default"
+def _namespace(manifest: Manifest, override: str | None) -> str:
+    return override or manifest.namespace or "default"
 
 
 def _references(spec: ModelMonitorSpec, baseline_file: Path | None) -> dict[str, list[Sample]]:
@@ -81,25 +66,45 @@ def _references(spec: ModelMonitorSpec, baseline_file: Path | None) -> dict[str,
         if config is None or config.baseline.config_map is None:
             continue
         if baseline_file is None:
-            raise SystemExit(f"{field}.baseline uses a ConfigMap: pass its content with --baseline-file")
-        references[field] = parse_reference(baseline_file.read_text(), feature_label=label, field=field)
+            raise InputError(
+                "--baseline-file",
+                f"{field}.baseline uses a ConfigMap: pass its content (reference histograms as JSON) "
+                "with --baseline-file",
+            )
+        text = read_text(baseline_file, "JSON file of reference histograms")
+        references[field] = parse_reference(text, feature_label=label, field=field)
     return references
 
 
-async def _evaluate_at(
-    spec: ModelMonitorSpec,
-    source: MetricSource,
-    at: datetime,
-    namespace: str,
-    references: dict[str, list[Sample]],
-) -> Evaluation:
-    return await evaluate(spec, source, at, namespace=namespace, references=references)
+def load_recording(path: Path) -> Recording:
+    """A file written by ``evergreen record``, or an InputError that says why it is not one."""
+    if path.is_dir() or not path.exists():
+        read_text(path, "recording (from `evergreen record`)")  # raises, saying which of the two
+    try:
+        return Recording.load(path)
+    except (OSError, EOFError, gzip.BadGzipFile, ValueError, KeyError, TypeError, AttributeError) as error:
+        detail = str(error).removeprefix(f"{path}: ") or type(error).__name__
+        raise InputError(
+            str(path), f"not an Evergreen recording ({detail[:200]}): make one with `evergreen record`"
+        ) from None
 
 
 def _print(spec: ModelMonitorSpec, evaluation: Evaluation, top: int, title: str | None = None) -> None:
     drafts = unavailable_drafts(evaluation) if evaluation.unavailable else evaluation_drafts(spec, evaluation)
     conditions = merge_conditions([], drafts, now=evaluation.time, generation=None)
     print(render_evaluation(evaluation, conditions=conditions, top=top, title=title))
+
+
+#: How to read the demo's report; the README's walkthrough uses the same words.
+NOTATION = """\
+How to read it:
+  *              the whole population (every segment together); segment=x is one segment
+  n_eff          effective sample size behind a score; below minSamples a series is shown, not acted on
+  !! Critical    at or above the critical threshold (! Warning: at or above the warning threshold)
+  0.45 vs 0.2    a score and the threshold it is held against: once flagged, a series clears only
+                 below (1 - hysteresis) x its threshold, e.g. 0.25 x (1 - 0.2) = 0.2
+  step 0.006     drift between the previous window and the current one: large means a sudden
+                 change (a unit change, a broken pipeline), small means a gradual one"""
 
 
 # Commands -------------------------------------------------------------------------------------
@@ -115,14 +120,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from evergreen import backtest
     from evergreen.report import render_decision
 
-    recording = Recording.load(args.recording) if args.recording else bundled_recording()
-    manifest = dict(recording.monitor)
-    spec = parse_spec(manifest["spec"])
+    recording = load_recording(args.recording) if args.recording else bundled_recording()
+    manifest = load_manifest_from(str(args.recording or DEMO_RECORDING), recording.monitor)
+    spec = manifest.spec()
     namespace = _namespace(manifest, None)
-    name = manifest.get("metadata", {}).get("name", spec.model)
+    name = manifest.name or spec.model
     print(f"Evergreen demo: ModelMonitor {namespace}/{name} over a recorded scenario")
     if recording.description:
         print(recording.description)
+    print(NOTATION)
     steps = asyncio.run(
         backtest.replay(spec, RecordedSource(recording), recording.times, namespace=namespace)
     )
@@ -165,55 +171,65 @@ def _source(args: argparse.Namespace, spec: ModelMonitorSpec, url: str | None = 
         or os.environ.get("EVERGREEN_PROMETHEUS_URL")
     )
     if not url:
-        raise SystemExit("no Prometheus: pass --prometheus URL or set spec.prometheus.url")
-    headers = {**(spec.prometheus.headers if spec.prometheus else {}), **_headers(args.header)}
+        raise InputError(
+            "--prometheus",
+            "no Prometheus to ask: pass --prometheus URL, set spec.prometheus.url or "
+            "EVERGREEN_PROMETHEUS_URL, or use --scenario",
+        )
+    headers = {**(spec.prometheus.headers if spec.prometheus else {}), **dict(args.header)}
     return PrometheusSource(Endpoint(url=url, headers=headers, timeout_seconds=args.timeout))
+
+
+def _step(args: argparse.Namespace, spec: ModelMonitorSpec) -> timedelta:
+    return args.step if args.step is not None else parse_duration(spec.interval)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.file)
-    spec = parse_spec(manifest.get("spec") or {})
+    spec = manifest.spec()
     namespace = _namespace(manifest, args.namespace)
+    references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
-        evaluation = asyncio.run(
-            _evaluate_at(
-                spec,
-                _source(args, spec, url),
-                _parse_time(args.at),
-                namespace,
-                _references(spec, args.baseline_file),
-            )
-        )
+        source = _source(args, spec, url)
+        evaluation = asyncio.run(evaluate(spec, source, args.at, namespace=namespace, references=references))
+    outcome = evaluate_outcome(evaluation)
+    if outcome.code is ExitCode.ENVIRONMENT:
+        # Nothing was learned: one message, not a report of empty signals.
+        raise MetricsUnavailable(outcome.message)
     if args.json:
         print(json.dumps(evaluation.summary(args.top).to_wire(), indent=2))
     else:
         _print(spec, evaluation, args.top)
-    return 1 if evaluation.unavailable else 0
+    if outcome.message:
+        print(f"evergreen: {outcome.message} (exit {int(outcome.code)})", file=sys.stderr)
+    return outcome.code
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.file)
-    spec = parse_spec(manifest.get("spec") or {})
+    spec = manifest.spec()
     namespace = _namespace(manifest, args.namespace)
-    step = parse_duration(args.step) if args.step else parse_duration(spec.interval)
-    times = [_parse_time(t) for t in args.time]
-    for span in args.span:
-        first, separator, last = span.partition("..")
-        if not separator:
-            raise SystemExit(f"--span expects START..END, got {span!r}")
-        times += evaluation_times(_parse_time(first), _parse_time(last), step)
+    step = _step(args, spec)
+    times = list(args.time)
+    for first, last in args.span:
+        arg.check_evaluations("--span", first, last, step, already=len(times))
+        times += evaluation_times(first, last, step)
     if not times:
-        times = evaluation_times(_parse_time(args.start), _parse_time(args.end), step)
+        arg.check_evaluations("--start/--end", args.start, args.end, step)
+        times = evaluation_times(args.start, args.end, step)
     times = sorted(set(times))
     references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
         recorder = Recorder(_source(args, spec, url))
         for at in times:
-            evaluation = asyncio.run(_evaluate_at(spec, recorder, at, namespace, references))
+            evaluation = asyncio.run(evaluate(spec, recorder, at, namespace=namespace, references=references))
             if evaluation.unavailable:
                 problem = evaluation.problems[0].message
-                raise SystemExit(f"Prometheus could not answer at {at.isoformat()}: {problem}")
-    recorder.recording(manifest, args.description).save(args.output)
+                raise MetricsUnavailable(f"Prometheus could not answer at {at.isoformat()}: {problem}")
+    try:
+        recorder.recording(dict(manifest.body), args.description).save(args.output)
+    except OSError as error:
+        raise InputError(str(args.output), f"cannot be written: {error.strerror or error}") from None
     print(f"recorded {len(times)} evaluations, {len(recorder.results)} answers -> {args.output}")
     return 0
 
@@ -222,7 +238,7 @@ def _backtest_report(
     args: argparse.Namespace,
     spec: ModelMonitorSpec,
     steps: Sequence[Any],
-    manifest: dict[str, Any],
+    manifest: Manifest,
     source: str,
 ) -> None:
     """With ``--report FILE``, the replay as one HTML page too."""
@@ -233,7 +249,7 @@ def _backtest_report(
     history = review.from_backtest(
         steps,
         spec,
-        name=str(manifest.get("metadata", {}).get("name", spec.model)),
+        name=manifest.name or spec.model,
         namespace=_namespace(manifest, args.namespace),
         source=source,
     )
@@ -241,44 +257,131 @@ def _backtest_report(
     print(f"report -> {args.report}")
 
 
+def list_scenarios() -> str:
+    """Every built-in scenario with the span it covers (for --scenario and --start/--end)."""
+    from evergreen.simulation import catalog
+
+    lines = ["name                         span (UTC)                             description"]
+    for name in sorted(catalog.SCENARIOS):
+        scenario = catalog.scenario(name)
+        span = f"{scenario.start:%Y-%m-%dT%H:%MZ}..{scenario.end:%Y-%m-%dT%H:%MZ}"
+        lines.append(f"{name:<28} {span:<38} {scenario.description.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def _finish_backtest(steps: Sequence[Any], every: bool) -> int:
+    from evergreen import backtest
+
+    print(backtest.render(steps, every=every))
+    outcome = backtest_outcome([step.evaluation for step in steps])
+    if outcome.message:
+        print(f"evergreen: {outcome.message} (exit {int(outcome.code)})", file=sys.stderr)
+    return outcome.code
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from evergreen import backtest
 
+    if args.list_scenarios:
+        print(list_scenarios())
+        return 0
     if args.recording is not None:
-        recording = Recording.load(args.recording)
-        manifest = load_manifest(args.file) if args.file else dict(recording.monitor)
-        spec = parse_spec(manifest.get("spec") or {})
+        recording = load_recording(args.recording)
+        if args.file:
+            manifest = load_manifest(args.file)
+        else:
+            manifest = load_manifest_from(str(args.recording), recording.monitor)
         steps = asyncio.run(
             backtest.replay(
-                spec,
+                manifest.spec(),
                 RecordedSource(recording),
                 recording.times,
                 namespace=_namespace(manifest, args.namespace),
             )
         )
-        print(backtest.render(steps, every=args.every))
-        _backtest_report(args, spec, steps, manifest, f"replayed from {args.recording.name}")
-        return 0
+        code = _finish_backtest(steps, args.every)
+        where = f"replayed from {args.recording.name}"
+        _backtest_report(args, manifest.spec(), steps, manifest, where)
+        return code
     if args.file is None:
-        raise SystemExit("pass the ModelMonitor manifest with -f (or a --recording that holds one)")
+        raise InputError(
+            "-f/--file", "pass the ModelMonitor manifest with -f (or a --recording that holds one)"
+        )
     manifest = load_manifest(args.file)
-    spec = parse_spec(manifest.get("spec") or {})
-    start, end = _parse_time(args.start), _parse_time(args.end)
-    step = parse_duration(args.step) if args.step else parse_duration(spec.interval)
+    spec = manifest.spec()
+    step = _step(args, spec)
+    arg.check_evaluations("--start/--end", args.start, args.end, step)
+    references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
         steps = asyncio.run(
             backtest.replay(
                 spec,
                 _source(args, spec, url),
-                evaluation_times(start, end, step),
+                evaluation_times(args.start, args.end, step),
                 namespace=_namespace(manifest, args.namespace),
-                references=_references(spec, args.baseline_file),
+                references=references,
             )
         )
-    print(backtest.render(steps, every=args.every))
+    code = _finish_backtest(steps, args.every)
     where = f"scenario {args.scenario}" if args.scenario else "Prometheus"
     _backtest_report(args, spec, steps, manifest, f"replayed from {where}, {args.start} to {args.end}")
-    return 0
+    return code
+
+
+def load_manifest_from(source: str, body: Any) -> Manifest:
+    """The ModelMonitor a recording holds, checked like a manifest file."""
+    from evergreen.api.manifest import checked_document
+
+    if not isinstance(body, dict):
+        raise InputError(source, "holds no ModelMonitor: record it again with `evergreen record`")
+    return checked_document(f"{source} (its ModelMonitor)", body)
+
+
+# Commands that talk to a cluster ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[KubeApi]:
+    """The Kubernetes API; every failure becomes one ClusterError that says what went wrong."""
+    from evergreen.kube.client import KubeApi, load_configuration
+
+    if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+        raise InputError("--kubeconfig", f"{args.kubeconfig}: no such file")
+    with kube_errors():
+        configuration = load_configuration(args.kubeconfig, args.context)
+    # One attempt: a command should fail in seconds with the reason, not after retries.
+    configuration.retries = 0
+    kube = KubeApi(configuration)
+    _bound_requests(kube, args.request_timeout)
+    try:
+        with kube_errors(configuration.host):
+            yield kube
+    finally:
+        kube.close()
+
+
+def _bound_requests(kube: KubeApi, seconds: float) -> None:
+    """Give every API request of this command a timeout (the client's default is to wait forever).
+
+    The facade has no per-call timeout; a command-line call is one short conversation, so the
+    bound is set on its REST client here rather than on every method of the facade.
+    """
+    rest = getattr(getattr(kube, "_api", None), "rest_client", None)
+    request = getattr(rest, "request", None)
+    if rest is None or request is None:
+        return
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or seconds, **kwargs)
+
+    rest.request = bounded
+
+
+def _not_found(args: argparse.Namespace) -> InputError:
+    return InputError(
+        f"ModelMonitor {args.namespace}/{args.name}",
+        "not found: check the name and -n/--namespace (`kubectl get modelmonitors -A` lists them)",
+    )
 
 
 def _monitor_namespace(args: argparse.Namespace) -> str:
@@ -292,19 +395,14 @@ def _monitor_namespace(args: argparse.Namespace) -> str:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from evergreen.api.resource import parse_status
-    from evergreen.kube.client import KubeApi, load_configuration
 
     _monitor_namespace(args)
     from evergreen.report import render_status
 
-    kube = KubeApi(load_configuration(args.kubeconfig, args.context))
-    try:
+    with _cluster(args) as kube:
         body = asyncio.run(kube.get_monitor(args.namespace, args.name))
-    finally:
-        kube.close()
     if body is None:
-        print(f"evergreen: ModelMonitor {args.namespace}/{args.name} not found", file=sys.stderr)
-        return 1
+        raise _not_found(args)
     spec = body.get("spec") or {}
     status = parse_status(body.get("status"))
     if args.json:
@@ -340,20 +438,13 @@ def _status_report(args: argparse.Namespace, raw_spec: dict[str, Any], status: A
 
 def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Read a ModelMonitor, compute a spec change from it, merge-patch it in."""
-    from evergreen.kube.client import KubeApi, load_configuration
-
     _monitor_namespace(args)
-
-    kube = KubeApi(load_configuration(args.kubeconfig, args.context))
-    try:
+    with _cluster(args) as kube:
         body = asyncio.run(kube.get_monitor(args.namespace, args.name))
         if body is None:
-            print(f"evergreen: ModelMonitor {args.namespace}/{args.name} not found", file=sys.stderr)
-            return 1
+            raise _not_found(args)
         patch = change(body)
         asyncio.run(kube.patch_monitor_spec(args.namespace, args.name, patch))
-    finally:
-        kube.close()
     print(f"patched ModelMonitor {args.namespace}/{args.name}: spec {json.dumps(patch)}")
     print("(with GitOps, commit the same change instead, or it will be reverted)")
     return 0
@@ -362,16 +453,21 @@ def _monitor_command(args: argparse.Namespace, change: Callable[[dict[str, Any]]
 def _rollout_candidate(body: dict[str, Any], explicit: str | None) -> str:
     if explicit:
         return explicit
-    candidate = (body.get("status") or {}).get("rollout", {}).get("candidate")
+    candidate = ((body.get("status") or {}).get("rollout") or {}).get("candidate")
     if not candidate:
-        raise SystemExit("evergreen: no rollout in progress; name the version with --version")
+        raise InputError("--version", "no rollout is in progress: name the version to act on with --version")
     return str(candidate)
+
+
+def _requires(body: dict[str, Any], field: str) -> None:
+    if field not in (body.get("spec") or {}):
+        name = f"ModelMonitor {body['metadata'].get('namespace')}/{body['metadata'].get('name')}"
+        raise InputError(name, f"has no spec.{field}: add it to the manifest first", field=f"spec.{field}")
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     def change(body: dict[str, Any]) -> dict[str, Any]:
-        if "rollout" not in (body.get("spec") or {}):
-            raise SystemExit("evergreen: this ModelMonitor has no spec.rollout")
+        _requires(body, "rollout")
         version = _rollout_candidate(body, args.version)
         gates = {
             "start": {"approvedVersion": version},
@@ -385,6 +481,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_abort(args: argparse.Namespace) -> int:
     def change(body: dict[str, Any]) -> dict[str, Any]:
+        _requires(body, "rollout")
         return {"rollout": {"abortedVersion": _rollout_candidate(body, args.version)}}
 
     return _monitor_command(args, change)
@@ -392,11 +489,21 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     def change(body: dict[str, Any]) -> dict[str, Any]:
-        if "retraining" not in (body.get("spec") or {}):
-            raise SystemExit("evergreen: this ModelMonitor has no spec.retraining")
+        _requires(body, "retraining")
         return {"retraining": {"request": {"id": args.id, "reason": args.reason}}}
 
     return _monitor_command(args, change)
+
+
+# Generated files ------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        raise InputError(str(path), f"cannot be written: {error.strerror or error}") from None
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -404,17 +511,23 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
     text = render_crd_yaml()
     if args.check:
-        stale = [path for path in args.check if not path.exists() or path.read_text() != text]
+        stale = [path for path in args.check if not _same(path, text)]
         for path in stale:
             print(f"{path} is stale: regenerate with `evergreen crd -o {path}`", file=sys.stderr)
         return 1 if stale else 0
     if args.output:
         for path in args.output:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            _write(path, text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _same(path: Path, text: str) -> bool:
+    try:
+        return path.is_file() and path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
@@ -422,7 +535,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
     text = render_reference()
     if args.check:
-        if not args.check.exists() or args.check.read_text() != text:
+        if not _same(args.check, text):
             print(
                 f"{args.check} is stale: regenerate with `evergreen reference -o {args.check}`",
                 file=sys.stderr,
@@ -430,7 +543,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.output:
-        args.output.write_text(text)
+        _write(args.output, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -443,15 +556,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     default = None
     if args.prometheus_url:
-        headers = _headers(args.prometheus_header)
+        headers = dict(args.prometheus_header)
         token_file = args.prometheus_bearer_token_file
         if token_file:
-            headers["Authorization"] = f"Bearer {Path(token_file).read_text().strip()}"
+            token = read_text(Path(token_file), "file holding a bearer token").strip()
+            headers["Authorization"] = f"Bearer {token}"
+        if args.prometheus_ca_file and not Path(args.prometheus_ca_file).is_file():
+            raise InputError("--prometheus-ca-file", f"{args.prometheus_ca_file}: no such file")
         default = Endpoint(
             url=args.prometheus_url,
             headers=headers,
             verify=args.prometheus_ca_file or True,
-            timeout_seconds=parse_duration(args.prometheus_timeout).total_seconds(),
+            timeout_seconds=args.prometheus_timeout,
         )
     settings = OperatorSettings(
         default_endpoint=default,
@@ -465,7 +581,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         health_port=args.health_port or None,
         bind_address=args.bind_address,
     )
-    asyncio.run(run_operator(settings, load_configuration(args.kubeconfig, args.context)))
+    if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+        raise InputError("--kubeconfig", f"{args.kubeconfig}: no such file")
+    with kube_errors():
+        configuration = load_configuration(args.kubeconfig, args.context)
+    asyncio.run(run_operator(settings, configuration))
     return 0
 
 
@@ -473,59 +593,179 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"EVERGREEN_{name}", default)
 
 
-def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog=prog, description="Keeps production ML models healthy.")
-    root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = root.add_subparsers(dest="command", required=True)
+def _env_list(name: str) -> list[str]:
+    return [item for item in (_env(name) or "").split(",") if item]
 
-    run = commands.add_parser("run", help="run the operator")
-    run.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
+
+def _env_headers() -> list[tuple[str, str]]:
+    headers = []
+    for item in _env_list("PROMETHEUS_HEADERS"):
+        try:
+            headers.append(arg.header(item))
+        except argparse.ArgumentTypeError as error:
+            raise InputError("EVERGREEN_PROMETHEUS_HEADERS", str(error)) from None
+    return headers
+
+
+def _version() -> str:
+    try:
+        return metadata.version("evergreen")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    the environment failed: no kubeconfig; the Kubernetes API or Prometheus unreachable
+       (DNS, refused, TLS, timeout) or refusing the credentials (401/403)
+  2    a usage error: a flag, a file or a manifest field is wrong (the message names it)
+  3    evaluate: evaluated, and a finding is at critical
+  4    evaluate: not everything could be evaluated (and nothing evaluated is critical);
+       backtest: no evaluation evaluated any signal
+  70   an internal error; --debug or EVERGREEN_DEBUG=1 shows the traceback"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout (the exit-code table)."""
+
+
+def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's copy must not reset what was given before the subcommand.
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show tracebacks (also {DEBUG_VARIABLE}=1)",
     )
-    run.add_argument("--context", default=None)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+
+    root = argparse.ArgumentParser(
+        prog=prog,
+        description="Keeps production ML models healthy.",
+        epilog=EXIT_CODES,
+        formatter_class=_Formatter,
+    )
+    root.add_argument("--version", action="version", version=f"evergreen {_version()}")
+    root.add_argument("--debug", action="store_true", help=f"show tracebacks (also {DEBUG_VARIABLE}=1)")
+    root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=epilog,
+            formatter_class=_Formatter,
+        )
+
+    def cluster_options(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--kubeconfig",
+            default=None,
+            help="kubeconfig file (default: in-cluster credentials, then $KUBECONFIG or ~/.kube/config)",
+        )
+        cmd.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+
+    def request_timeout(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--request-timeout",
+            type=arg.timeout,
+            default=30.0,
+            metavar="DURATION",
+            help="timeout of each Kubernetes API request: a duration (30s, 2m) or seconds (default: 30s)",
+        )
+
+    run = command("run", "run the operator")
+    cluster_options(run)
     run.add_argument(
         "--namespace",
         action="append",
-        default=[n for n in (_env("NAMESPACES") or "").split(",") if n],
-        help="namespace to watch (repeatable; default: all namespaces)",
+        type=arg.namespace,
+        default=_env_list("NAMESPACES"),
+        help="namespace to watch (repeatable; default: all namespaces; env EVERGREEN_NAMESPACES=a,b)",
     )
     run.add_argument(
         "--prometheus-url",
+        type=arg.url,
         default=_env("PROMETHEUS_URL"),
-        help="default Prometheus for monitors without spec.prometheus",
+        help="default Prometheus for monitors without spec.prometheus, e.g. http://prometheus:9090 "
+        "(env EVERGREEN_PROMETHEUS_URL)",
     )
     run.add_argument(
         "--prometheus-header",
         action="append",
-        default=[h for h in (_env("PROMETHEUS_HEADERS") or "").split(",") if h],
-        help="NAME=VALUE (repeatable)",
+        type=arg.header,
+        default=_env_headers(),
+        metavar="NAME=VALUE",
+        help="HTTP header for the default Prometheus (repeatable; env EVERGREEN_PROMETHEUS_HEADERS)",
     )
-    run.add_argument("--prometheus-bearer-token-file", default=_env("PROMETHEUS_BEARER_TOKEN_FILE"))
-    run.add_argument("--prometheus-ca-file", default=_env("PROMETHEUS_CA_FILE"))
-    run.add_argument("--prometheus-timeout", default=_env("PROMETHEUS_TIMEOUT", "30s"))
+    run.add_argument(
+        "--prometheus-bearer-token-file",
+        default=_env("PROMETHEUS_BEARER_TOKEN_FILE"),
+        metavar="FILE",
+        help="file holding a bearer token for the default Prometheus",
+    )
+    run.add_argument(
+        "--prometheus-ca-file",
+        default=_env("PROMETHEUS_CA_FILE"),
+        metavar="FILE",
+        help="PEM CA bundle that signs the default Prometheus's certificate",
+    )
+    run.add_argument(
+        "--prometheus-timeout",
+        type=arg.timeout,
+        default=_env("PROMETHEUS_TIMEOUT", "30s"),
+        metavar="DURATION",
+        help="timeout of one query, a duration such as 30s or 2m (default: 30s)",
+    )
     run.add_argument(
         "--tick",
-        type=float,
-        default=float(_env("TICK_SECONDS", "10") or 10),
-        help="seconds between due-checks of each monitor",
+        type=arg.seconds,
+        default=_env("TICK_SECONDS", "10"),
+        metavar="SECONDS",
+        help="seconds between due-checks of each monitor (default: 10)",
     )
     run.add_argument(
         "--retry",
-        type=float,
-        default=float(_env("RETRY_SECONDS", "30") or 30),
-        help="seconds before a failed evaluation is retried",
+        type=arg.seconds,
+        default=_env("RETRY_SECONDS", "30"),
+        metavar="SECONDS",
+        help="seconds before a failed evaluation is retried (default: 30)",
     )
     run.add_argument(
         "--top",
-        type=int,
-        default=int(_env("TOP_SERIES", "10") or 10),
-        help="drift series per signal kept in status and metrics",
+        type=arg.count,
+        default=_env("TOP_SERIES", "10"),
+        metavar="N",
+        help="drift series per signal kept in status and metrics (default: 10)",
     )
     run.add_argument(
-        "--max-concurrent-queries", type=int, default=int(_env("MAX_CONCURRENT_QUERIES", "16") or 16)
+        "--max-concurrent-queries",
+        type=arg.count,
+        default=_env("MAX_CONCURRENT_QUERIES", "16"),
+        metavar="N",
+        help="Prometheus queries in flight at once, over all monitors (default: 16)",
     )
-    run.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8000") or 8000))
-    run.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080") or 8080))
+    run.add_argument(
+        "--metrics-port",
+        type=arg.port,
+        default=_env("METRICS_PORT", "8000"),
+        metavar="PORT",
+        help="port of /metrics, 0 for none (default: 8000)",
+    )
+    run.add_argument(
+        "--health-port",
+        type=arg.port,
+        default=_env("HEALTH_PORT", "8080"),
+        metavar="PORT",
+        help="port of /healthz, 0 for none (default: 8080)",
+    )
     run.add_argument(
         "--bind-address",
         default=_env("BIND_ADDRESS", "0.0.0.0"),
@@ -539,61 +779,156 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    demo = commands.add_parser("demo", help="evaluate the bundled example over a bundled recording")
-    demo.add_argument("--recording", type=Path, default=None, help="another recording to replay")
-    demo.add_argument("--top", type=int, default=8)
+    demo = command(
+        "demo", "evaluate the bundled example over a bundled recording (no cluster, no Prometheus)"
+    )
+    demo.add_argument(
+        "--recording",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="replay this file from `evergreen record`",
+    )
+    demo.add_argument(
+        "--top", type=arg.count, default=8, metavar="N", help="drift series shown per signal (default: 8)"
+    )
     demo.set_defaults(handler=cmd_demo)
 
-    def source_options(command: argparse.ArgumentParser, *, manifest_required: bool = True) -> None:
-        command.add_argument(
-            "-f", "--file", type=Path, required=manifest_required, help="ModelMonitor manifest"
+    def source_options(cmd: argparse.ArgumentParser, *, manifest_required: bool = True) -> None:
+        cmd.add_argument(
+            "-f",
+            "--file",
+            type=Path,
+            required=manifest_required,
+            metavar="FILE",
+            help="ModelMonitor manifest (YAML; the first ModelMonitor document is used)",
         )
-        where = command.add_mutually_exclusive_group()
-        where.add_argument("--prometheus", default=None, help="Prometheus URL (default: spec.prometheus.url)")
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument(
+            "--prometheus",
+            type=arg.url,
+            default=None,
+            metavar="URL",
+            help="Prometheus base URL, e.g. http://localhost:9090 "
+            "(default: spec.prometheus.url, then EVERGREEN_PROMETHEUS_URL)",
+        )
         where.add_argument(
             "--scenario",
             default=None,
-            help="serve a built-in simulated scenario from a throwaway Prometheus "
-            "(needs the prometheus and promtool binaries), e.g. showcase",
+            metavar="NAME",
+            help="serve a built-in simulated scenario from a throwaway Prometheus (needs the "
+            "prometheus and promtool binaries); `evergreen backtest --list-scenarios` lists them",
         )
-        command.add_argument("--header", action="append", default=[], help="NAME=VALUE (repeatable)")
-        command.add_argument("--timeout", type=float, default=30.0)
-        command.add_argument("--namespace", default=None, help="for {{namespace}} (default: the manifest's)")
-        command.add_argument(
-            "--baseline-file", type=Path, default=None, help="reference histograms for a ConfigMap baseline"
+        cmd.add_argument(
+            "--header",
+            action="append",
+            type=arg.header,
+            default=[],
+            metavar="NAME=VALUE",
+            help="HTTP header sent to Prometheus, e.g. X-Scope-OrgID=team-a (repeatable)",
+        )
+        cmd.add_argument(
+            "--timeout",
+            type=arg.timeout,
+            default=30.0,
+            metavar="DURATION",
+            help="timeout of one query: a duration (30s, 2m) or seconds (default: 30s)",
+        )
+        cmd.add_argument(
+            "--namespace",
+            type=arg.namespace,
+            default=None,
+            help="the namespace {{namespace}} stands for (default: the manifest's, then default)",
+        )
+        cmd.add_argument(
+            "--baseline-file",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="reference histograms (JSON) for a spec.drift.baseline.configMap",
         )
 
-    evaluate_cmd = commands.add_parser("evaluate", help="evaluate a ModelMonitor once")
+    evaluate_cmd = command(
+        "evaluate",
+        "evaluate a ModelMonitor once",
+        epilog="exit codes: 0 evaluated, nothing critical; 1 Prometheus unreachable; 2 usage error;\n"
+        "3 a finding at critical; 4 not everything could be evaluated",
+    )
     source_options(evaluate_cmd)
-    evaluate_cmd.add_argument("--at", default="now", help="evaluation time (RFC 3339 or 'now')")
-    evaluate_cmd.add_argument("--top", type=int, default=10)
+    evaluate_cmd.add_argument(
+        "--at", type=arg.time, default="now", metavar="TIME", help=f"evaluation time: {arg.TIME_FORMAT}"
+    )
+    evaluate_cmd.add_argument(
+        "--top", type=arg.count, default=10, metavar="N", help="drift series shown per signal (default: 10)"
+    )
     evaluate_cmd.add_argument("--json", action="store_true", help="print the status summary as JSON")
     evaluate_cmd.set_defaults(handler=cmd_evaluate)
 
-    record = commands.add_parser("record", help="record query answers for replay")
+    def span_options(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--start",
+            type=arg.time,
+            default="now",
+            metavar="TIME",
+            help=f"first evaluation: {arg.TIME_FORMAT}",
+        )
+        cmd.add_argument(
+            "--end", type=arg.time, default="now", metavar="TIME", help=f"last evaluation: {arg.TIME_FORMAT}"
+        )
+        cmd.add_argument(
+            "--step",
+            type=arg.positive_duration,
+            default=None,
+            metavar="DURATION",
+            help=f"time between evaluations, {arg.DURATION_FORMAT} (default: spec.interval); "
+            f"at most {arg.MAX_EVALUATIONS:,} evaluations per run",
+        )
+
+    record = command("record", "record the answers a monitor's queries get, for replay")
     source_options(record)
-    record.add_argument("--start", default="now")
-    record.add_argument("--end", default="now")
-    record.add_argument("--step", default=None, help="default: spec.interval")
-    record.add_argument("--time", action="append", default=[], help="explicit evaluation times (repeatable)")
+    span_options(record)
     record.add_argument(
-        "--span", action="append", default=[], help="START..END evaluated every --step (repeatable)"
+        "--time",
+        action="append",
+        type=arg.time,
+        default=[],
+        metavar="TIME",
+        help=f"an explicit evaluation time (repeatable): {arg.TIME_FORMAT}",
     )
-    record.add_argument("--description", default="")
-    record.add_argument("-o", "--output", type=Path, required=True)
+    record.add_argument(
+        "--span",
+        action="append",
+        type=arg.span,
+        default=[],
+        metavar="START..END",
+        help="evaluated every --step (repeatable), e.g. 2026-01-13T05:35:00Z..2026-01-13T06:00:00Z",
+    )
+    record.add_argument("--description", default="", help="what the recording shows (kept in the file)")
+    record.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the recording to write (.json or .json.gz)",
+    )
     record.set_defaults(handler=cmd_record)
 
-    backtest = commands.add_parser(
-        "backtest", help="replay the decision engine over history and print its decisions"
+    backtest = command(
+        "backtest",
+        "replay the decision engine over history and print its decisions",
+        epilog="exit codes: 0 at least one evaluation evaluated something; 1 Prometheus unreachable\n"
+        "at every evaluation; 2 usage error; 4 no evaluation evaluated any signal",
     )
     source_options(backtest, manifest_required=False)
     backtest.add_argument(
-        "--recording", type=Path, default=None, help="replay a file from `evergreen record`"
+        "--recording", type=Path, default=None, metavar="FILE", help="replay a file from `evergreen record`"
     )
-    backtest.add_argument("--start", default="now")
-    backtest.add_argument("--end", default="now")
-    backtest.add_argument("--step", default=None, help="default: spec.interval")
+    span_options(backtest)
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.add_argument(
+        "--list-scenarios", action="store_true", help="list the built-in scenarios with the span each covers"
+    )
     backtest.add_argument(
         "--report",
         type=Path,
@@ -603,21 +938,20 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     )
     backtest.set_defaults(handler=cmd_backtest)
 
-    def monitor_options(command: argparse.ArgumentParser) -> None:
+    def monitor_options(cmd: argparse.ArgumentParser) -> None:
         # kubectl's flags, with kubectl's meaning (these commands also run as `kubectl evergreen`).
-        command.add_argument("name", help="the ModelMonitor")
-        command.add_argument(
+        cmd.add_argument("name", type=arg.object_name, help="the ModelMonitor's name")
+        cmd.add_argument(
             "-n",
             "--namespace",
+            type=arg.namespace,
             default=None,
             help="default: the kubeconfig context's namespace, else default",
         )
-        command.add_argument(
-            "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"
-        )
-        command.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+        cluster_options(cmd)
+        request_timeout(cmd)
 
-    explain = commands.add_parser("explain", help="show a ModelMonitor's decision, its evidence and history")
+    explain = command("explain", "show a ModelMonitor's decision, its evidence and history")
     monitor_options(explain)
     explain.add_argument("--json", action="store_true", help="print the status as JSON")
     explain.add_argument(
@@ -629,52 +963,74 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     )
     explain.set_defaults(handler=cmd_explain)
 
-    approve = commands.add_parser(
-        "approve", help="approve the rollout of a candidate (start, promotion or both)"
-    )
+    approve = command("approve", "approve the rollout of a candidate (start, promotion or both)")
     monitor_options(approve)
-    approve.add_argument("--gate", choices=["start", "promotion", "both"], default="both")
-    approve.add_argument("--version", default=None, help="default: the candidate being rolled out")
+    approve.add_argument(
+        "--gate", choices=["start", "promotion", "both"], default="both", help="which gate (default: both)"
+    )
+    approve.add_argument(
+        "--version", type=arg.version, default=None, help="default: the candidate being rolled out"
+    )
     approve.set_defaults(handler=cmd_approve)
 
-    abort = commands.add_parser("abort", help="roll the candidate back now")
+    abort = command("abort", "roll the candidate back now")
     monitor_options(abort)
-    abort.add_argument("--version", default=None, help="default: the candidate being rolled out")
+    abort.add_argument(
+        "--version", type=arg.version, default=None, help="default: the candidate being rolled out"
+    )
     abort.set_defaults(handler=cmd_abort)
 
-    retrain = commands.add_parser("retrain", help="request a retraining run (once per id)")
+    retrain = command("retrain", "request a retraining run (once per id)")
     monitor_options(retrain)
-    retrain.add_argument("--id", required=True, help="request id; each id runs once")
+    retrain.add_argument(
+        "--id", type=arg.version, required=True, help="request id, e.g. 2026-12-07-a; each id runs once"
+    )
     retrain.add_argument("--reason", default="", help="why, for the record")
     retrain.set_defaults(handler=cmd_retrain)
 
-    crd = commands.add_parser("crd", help="print, write or check the CRD manifest")
-    crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")
-    crd.add_argument("--check", type=Path, action="append", help="fail if this file is not current")
+    crd = command("crd", "print, write or check the CRD manifest")
+    crd.add_argument(
+        "-o", "--output", type=Path, action="append", metavar="FILE", help="write to this file (repeatable)"
+    )
+    crd.add_argument(
+        "--check",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="exit 1 if this file is not current (repeatable)",
+    )
     crd.set_defaults(handler=cmd_crd)
 
-    reference = commands.add_parser("reference", help="print, write or check the field reference (Markdown)")
-    reference.add_argument("-o", "--output", type=Path, help="write to this file")
-    reference.add_argument("--check", type=Path, help="fail if this file is not current")
+    reference = command("reference", "print, write or check the field reference (Markdown)")
+    reference.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to this file")
+    reference.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if this file is not current")
     reference.set_defaults(handler=cmd_reference)
     return root
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "evergreen") -> int:
-    args = parser(prog).parse_args(argv)
+    """Run one command; every failure ends here as one message and an exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(arguments)
+    try:
+        args = parser(prog).parse_args(arguments)
+    except SystemExit as stop:  # argparse: --help, --version, or a usage error already printed
+        return stop.code if isinstance(stop.code, int) else ExitCode.USAGE
+    except Exception as error:  # e.g. a malformed EVERGREEN_* default
+        return report(error, debug=debug)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         return int(args.handler(args))
-    except EvergreenError as error:
-        print(f"evergreen: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # Output piped into `head` and closed early: not an error worth a traceback.
-        sys.stderr.close()
+        with contextlib.suppress(OSError):
+            sys.stderr.close()
         return 0
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, debug=debug or args.debug)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
     ├── AnalysisError             histograms that cannot be compared (e.g. no common buckets)
     ├── ResultError               a finished workload reported no usable result (fails that run)
     ├── ReportError               a review report cannot be drawn (nothing to show, no matplotlib)
-    └── ClusterError              talking to the Kubernetes API failed
+    ├── ClusterError              talking to the Kubernetes API failed
+    └── InputError                a file or flag given to the command line is unusable (exit 2)
 
 The controller maps permanent errors to a condition on the one object that caused them and
 temporary ones to a retry; nothing here ever stops the operator.
@@ -87,3 +88,19 @@ class ReportError(EvergreenError):
 
 class ClusterError(EvergreenError):
     """A Kubernetes API call failed."""
+
+
+class InputError(EvergreenError):
+    """A file or flag given on the command line cannot be used; says where, what, and the fix.
+
+    ``source`` is the file (``fraud.yaml:3:7``) or the flag (``--step``); ``field`` the
+    manifest field when there is one.
+    """
+
+    permanent = True
+
+    def __init__(self, source: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{source}: {field}: {message}" if field else f"{source}: {message}")
+        self.source = source
+        self.field = field
+        self.message = message

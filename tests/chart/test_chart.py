@@ -462,9 +462,8 @@ def test_the_default_prometheus_reaches_the_operator(chart: Chart, monkeypatch: 
     manifests = chart.render(SCENARIOS["prometheus-credentials"])
     args = _parse_run_arguments(monkeypatch, manifests)
     assert args.prometheus_url == PROMETHEUS["url"]
-    assert args.prometheus_timeout == "45s"
-    assert sorted(args.prometheus_header) == ["X-Extra=on", "X-Scope-OrgID=team-a"]
-    assert cli._headers(args.prometheus_header) == {"X-Scope-OrgID": "team-a", "X-Extra": "on"}
+    assert args.prometheus_timeout == 45.0
+    assert dict(args.prometheus_header) == {"X-Scope-OrgID": "team-a", "X-Extra": "on"}
     mounts = {m["name"]: m["mountPath"] for m in _container(manifests)["volumeMounts"]}
     assert args.prometheus_bearer_token_file == f"{mounts['prometheus-token']}/token"
     assert args.prometheus_ca_file == f"{mounts['prometheus-ca']}/ca.crt"

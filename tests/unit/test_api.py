@@ -45,10 +45,10 @@ def test_defaults_fill_a_minimal_spec() -> None:
 @pytest.mark.parametrize(
     ("patch", "field", "words"),
     [
-        ({"interval": "5 minutes"}, "spec.interval", "pattern"),
+        ({"interval": "5 minutes"}, "spec.interval", "e.g. 90s, 5m, 1h30m"),
         ({"mode": "Auto"}, "spec.mode", "Enforce"),
         ({"drift": {"histogram": "x", "warning": 0.3, "critical": 0.2}}, "spec.drift", "critical"),
-        ({"drift": {"histogram": "bad name"}}, "spec.drift.histogram", "pattern"),
+        ({"drift": {"histogram": "bad name"}}, "spec.drift.histogram", "metric name"),
         (
             {"drift": {"histogram": "x", "baseline": {"offset": "7d"}}},
             "spec.drift.baseline",
@@ -60,7 +60,7 @@ def test_defaults_fill_a_minimal_spec() -> None:
         (
             {"kpis": [{"name": "p", "query": "up", "min": 1}, {"name": "p", "query": "up", "min": 1}]},
             "spec",
-            "duplicate",
+            "KPI names must be unique",
         ),
         (
             {"kpis": [{"name": "p", "query": "up", "min": 1, "onNoData": "Zero"}]},
@@ -68,7 +68,7 @@ def test_defaults_fill_a_minimal_spec() -> None:
             "Hold",
         ),
         ({"drift": {"histogram": "x", "windw": "1h"}}, "spec.drift.windw", "unknown field"),
-        ({"prometheus": {"url": "prometheus:9090"}}, "spec.prometheus.url", "pattern"),
+        ({"prometheus": {"url": "prometheus:9090"}}, "spec.prometheus.url", "http:// or https:// URL"),
         (
             {"prometheus": {"url": "http://p", "headers": {"Authorization": "Bearer x"}}},
             "spec.prometheus",
@@ -119,3 +119,11 @@ def test_status_ignores_unknown_fields_and_survives_garbage() -> None:
     assert status.observed_generation == 3
     assert parse_status({"conditions": "not a list"}).conditions == []
     assert parse_status(None).conditions == []
+
+
+@pytest.mark.parametrize("raw", [["model", "m"], "model: m", 42])
+def test_a_spec_that_is_not_a_mapping_is_a_spec_error(raw: Any) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw)
+    assert caught.value.field == "spec"
+    assert "expected a mapping" in caught.value.message

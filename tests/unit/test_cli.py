@@ -48,7 +48,9 @@ def test_crd_check_detects_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_invalid_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = tmp_path / "m.yaml"
-    manifest.write_text("kind: ModelMonitor\nspec: {model: m, interval: soon, kpis: []}\n")
+    manifest.write_text(
+        "apiVersion: evergreen.dev/v1alpha1\nkind: ModelMonitor\nspec: {model: m, interval: soon, kpis: []}\n"
+    )
     assert main(["evaluate", "-f", str(manifest), "--prometheus", "http://127.0.0.1:9"]) == 2
     assert "spec.interval" in capsys.readouterr().err
 

@@ -40,41 +40,88 @@ _KEPT_KEYWORDS = (
     "maximum",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "required",
 )
 
-#: Cross-field rules the API server checks with CEL (the operator checks the same in pydantic).
+#: Cross-field rules the API server checks with CEL. The operator checks the same in pydantic,
+#: with a message that starts with the same words (tests hold each pair together).
+_CRITICAL_ABOVE_WARNING = {
+    "rule": "self.critical >= self.warning",
+    "message": "critical must be greater than or equal to warning",
+}
+_MIN_OR_MAX = [
+    {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    {
+        "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+        "message": "min must not exceed max",
+    },
+]
+
+
+def _unique_names(field: str, what: str) -> dict[str, str]:
+    return {
+        "rule": f"!has(self.{field}) || self.{field}.all(a, self.{field}.exists_one(b, b.name == a.name))",
+        "message": f"{what} names must be unique",
+    }
+
+
 _VALIDATIONS: dict[str, list[dict[str, str]]] = {
-    "HistogramDrift": [
-        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
-    ],
+    "HistogramDrift": [_CRITICAL_ABOVE_WARNING],
     "FeatureDrift": [
-        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
+        _CRITICAL_ABOVE_WARNING,
         {
             "rule": "!has(self.segmentBy) || !(self.featureLabel in self.segmentBy)",
             "message": "featureLabel cannot also be a segmentBy label",
         },
     ],
-    "PredictionDrift": [
-        {"rule": "self.critical >= self.warning", "message": "critical must be >= warning"},
+    "PredictionDrift": [_CRITICAL_ABOVE_WARNING],
+    "TlsConfig": [
+        {
+            "rule": "!(has(self.caConfigMap) && has(self.caSecret))",
+            "message": "set at most one of caConfigMap and caSecret",
+        },
     ],
     "PrometheusEndpoint": [
         {
             "rule": "!(has(self.bearerTokenSecret) && has(self.basicAuth))",
             "message": "set at most one of bearerTokenSecret and basicAuth",
         },
+        {
+            "rule": "!has(self.headers) || !self.headers.exists(k, k.lowerAscii() == 'authorization')",
+            "message": "put credentials in bearerTokenSecret or basicAuth, not in headers",
+        },
     ],
     "DriftBaseline": [
         {
-            "rule": "has(self.configMap) != (has(self.offset) && has(self.window))",
+            "rule": "has(self.configMap) ? !has(self.offset) && !has(self.window) "
+            ": has(self.offset) && has(self.window)",
             "message": "use either offset and window, or configMap",
         },
     ],
-    "DataQualityCheck": [
-        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
-    ],
-    "Kpi": [
-        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    "DataQualityCheck": _MIN_OR_MAX,
+    "Kpi": _MIN_OR_MAX,
+    "Persistence": [{"rule": "self.needed <= self.of", "message": "needed must not exceed of"}],
+    "ModelMonitorSpec": [
+        {
+            # Below 1s means: every part zero except at most 999ms (the duration grammar is fixed).
+            "rule": "!self.interval.matches('^(0+w)?(0+d)?(0+h)?(0+m)?(0+s)?(0*[0-9]{1,3}ms)?$')",
+            "message": "interval must be at least 1s",
+        },
+        {
+            "rule": "has(self.drift) || has(self.predictionDrift) "
+            "|| (has(self.dataQuality) && size(self.dataQuality) > 0) "
+            "|| (has(self.kpis) && size(self.kpis) > 0)",
+            "message": "nothing to monitor: set drift, predictionDrift, dataQuality or kpis",
+        },
+        _unique_names("dataQuality", "dataQuality check"),
+        _unique_names("kpis", "KPI"),
+        _unique_names("holds", "hold"),
+        {
+            "rule": "!has(self.holds) || size(self.holds) == 0 || has(self.rollout)",
+            "message": "holds need spec.rollout (its target says how versions are served)",
+        },
     ],
 }
 
@@ -118,8 +165,9 @@ def _structural(node: Schema, defs: dict[str, Schema], name: str | None = None) 
         schema["type"] = "string"
     if "type" not in schema:
         raise ValueError(f"schema node without a type: {node}")
-    if name in _VALIDATIONS:
-        schema["x-kubernetes-validations"] = _VALIDATIONS[name]
+    rules = [*node.get("x-kubernetes-validations", []), *_VALIDATIONS.get(name or "", [])]
+    if rules:
+        schema["x-kubernetes-validations"] = rules
     return schema
 
 

@@ -10,16 +10,26 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from evergreen.api.base import OBJECT_NAME_PATTERN, ApiModel, StatusModel
+from evergreen.api.base import (
+    DNS_LABEL_PATTERN,
+    ENV_NAME_PATTERN,
+    HEADER_NAME_PATTERN,
+    OBJECT_NAME_PATTERN,
+    VERSION_PATTERN,
+    ApiModel,
+    Flag,
+    Integer,
+    Number,
+    StatusModel,
+)
 from evergreen.api.durations import Duration
 
-VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+DNS_LABEL = DNS_LABEL_PATTERN
+HEADER_NAME = HEADER_NAME_PATTERN
 
 
 class VersionInjection(ApiModel):
@@ -30,10 +40,11 @@ class VersionInjection(ApiModel):
     )
     env: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
+        max_length=256,
         description="Set this environment variable to the version.",
     )
-    image_tag: bool = Field(default=False, description="Use the version as the image tag.")
+    image_tag: Flag = Field(default=False, description="Use the version as the image tag.")
     arg_prefix: str | None = Field(
         default=None,
         min_length=1,
@@ -82,8 +93,8 @@ class GatewayRoute(ApiModel):
     parent_refs: list[ParentRef] = Field(
         min_length=1, max_length=32, description="The Gateways to attach to (HTTPRoute parentRefs)."
     )
-    hostnames: list[str] = Field(default_factory=list, max_length=16)
-    port: int = Field(ge=1, le=65535, description="The Services' port the route sends traffic to.")
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
+    port: Integer = Field(ge=1, le=65535, description="The Services' port the route sends traffic to.")
 
 
 class Gate(StrEnum):
@@ -109,10 +120,10 @@ class RolloutSpec(ApiModel):
         description="A version to roll out (a person or GitOps); otherwise the last candidate "
         "retraining accepted.",
     )
-    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1, max_length=20)
+    steps: list[Integer] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1, max_length=20)
     step_interval: Duration = Field(default="10m", description="How long each step lasts (and is checked).")
-    max_failed_checks: int = Field(default=2, ge=1, le=100)
-    max_kpi_degradation: float = Field(
+    max_failed_checks: Integer = Field(default=2, ge=1, le=100)
+    max_kpi_degradation: Number = Field(
         default=0.0, ge=0, description="How much worse than the current version a candidate's KPI may be."
     )
     no_data_deadline: Duration = Field(
@@ -120,7 +131,9 @@ class RolloutSpec(ApiModel):
     )
     approval: ApprovalMode = ApprovalMode.AUTO
     gates: list[Gate] = Field(
-        default_factory=lambda: [Gate.START, Gate.PROMOTION], description="Where Manual approval waits."
+        default_factory=lambda: [Gate.START, Gate.PROMOTION],
+        max_length=2,
+        description="Where Manual approval waits.",
     )
     approved_version: str | None = Field(
         default=None,
@@ -137,9 +150,10 @@ class RolloutSpec(ApiModel):
     aborted_version: str | None = Field(
         default=None, pattern=VERSION_PATTERN, max_length=63, description="Roll this version back now."
     )
-    candidate_replicas: int | None = Field(
+    candidate_replicas: Integer | None = Field(
         default=None,
         ge=1,
+        le=1000,
         description="GatewayAPI: replicas of the candidate (default: as many as the stable).",
     )
 
@@ -167,7 +181,7 @@ class HoldMatch(ApiModel):
     """Which requests a hold pins: a header and its values."""
 
     header: str = Field(pattern=HEADER_NAME, max_length=256)
-    values: list[str] = Field(min_length=1, max_length=64)
+    values: list[Annotated[str, Field(max_length=256)]] = Field(min_length=1, max_length=64)
 
 
 class VersionHold(ApiModel):
@@ -178,7 +192,7 @@ class VersionHold(ApiModel):
     match: HoldMatch
     until: AwareDatetime = Field(description="RFC 3339 with a time zone, e.g. 2027-03-31T00:00:00Z.")
     reason: str = Field(default="", max_length=1024)
-    replicas: int = Field(default=1, ge=1, le=1000, description="Replicas that serve the held version.")
+    replicas: Integer = Field(default=1, ge=1, le=1000, description="Replicas that serve the held version.")
 
 
 # --- status ------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Durations in the Prometheus notation (``90s``, ``5m``, ``1h30m``, ``7d``, ``2w``).
 
 The same text is used in the spec, in PromQL range selectors and in the CRD's pattern, so a
-duration that the API server accepts is one Prometheus accepts too.
+duration that the API server accepts is one Prometheus accepts too: units largest first, each
+at most once. Every part has a bounded number of digits, so the longest duration (about 477
+years) can be subtracted from any evaluation time without overflowing.
 """
 
 from __future__ import annotations
@@ -12,26 +14,30 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+#: Digits allowed per unit: 9999w + 99999d + ... stays far from datetime's limits.
+_DIGITS = {"w": 4, "d": 5, "h": 5, "m": 5, "s": 5, "ms": 5}
 
-#: The CRD pattern: one or more ``<integer><unit>`` parts, largest unit first by convention.
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+#: The CRD pattern (and the only syntax rule): ``<integer><unit>`` parts, largest unit first.
+DURATION_PATTERN = "^" + "".join(f"([0-9]{{1,{n}}}{unit})?" for unit, n in _DIGITS.items()) + "$"
+#: The longest text the pattern allows (the CRD's maxLength, which also bounds CEL costs).
+DURATION_MAX_LENGTH = sum(n + len(unit) for unit, n in _DIGITS.items())
+_PARTS = re.compile("^" + "".join(f"(?:([0-9]{{1,{n}}}){unit})?" for unit, n in _DIGITS.items()) + "$")
+_SYNTAX = (
+    "use an integer and a unit, e.g. 90s, 5m, 1h30m, 7d; units w, d, h, m, s, ms, largest first, "
+    "each at most once, up to 4 digits for w and 5 for the others"
+)
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``1h30m`` into a timedelta; raise ValueError naming the accepted units."""
-    position = 0
-    seconds = 0.0
-    for match in _PART.finditer(text):
-        if match.start() != position:
-            break
-        seconds += int(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
-        raise ValueError(
-            f"{text!r} is not a duration: use integers with units ms, s, m, h, d, w (e.g. 90s, 1h30m, 7d)"
-        )
+    """Parse ``1h30m`` into a timedelta; raise ValueError with examples of what is accepted."""
+    match = _PARTS.match(text) if isinstance(text, str) and text else None
+    if match is None:
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise ValueError(f"{shown!r} is not a duration: {_SYNTAX}")
+    seconds = sum(
+        int(count) * size for count, size in zip(match.groups(), _UNITS.values(), strict=True) if count
+    )
     return timedelta(seconds=seconds)
 
 
@@ -61,4 +67,9 @@ def _check(text: str) -> str:
 
 
 #: A duration field: validated on load, kept as text so status and PromQL show what the user wrote.
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_check)]
+#: The pattern is checked by ``_check`` (for a message with examples) and published in the schema.
+Duration = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": DURATION_PATTERN, "minLength": 2, "maxLength": DURATION_MAX_LENGTH}),
+    AfterValidator(_check),
+]

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from evergreen.api.base import PATTERN_DESCRIPTIONS
 from evergreen.api.crd import openapi_schema
+from evergreen.api.durations import DURATION_PATTERN
 from evergreen.api.spec import ModelMonitorSpec
 
 Schema = dict[str, Any]
@@ -30,16 +32,26 @@ def _rules(node: Schema) -> str:
     parts = []
     if "default" in node:
         parts.append(f"default `{node['default']}`")
-    if "pattern" in node:
+    if node.get("pattern") == DURATION_PATTERN:
+        parts.append(
+            "a duration such as `90s`, `5m`, `1h30m`, `7d` "
+            "(units largest first; ≤ 4 digits for w, 5 for others)"
+        )
+    elif node.get("pattern") in PATTERN_DESCRIPTIONS:
+        parts.append(PATTERN_DESCRIPTIONS[node["pattern"]])
+    elif "pattern" in node:
         parts.append(f"pattern `{node['pattern']}`")
     if "minimum" in node:
         op = ">" if node.get("exclusiveMinimum") else "≥"
         parts.append(f"{op} {node['minimum']}")
     if "maximum" in node:
-        parts.append(f"≤ {node['maximum']}")
+        op = "<" if node.get("exclusiveMaximum") else "≤"
+        parts.append(f"{op} {node['maximum']}")
     if "maxItems" in node:
         parts.append(f"at most {node['maxItems']} items")
-    if "maxLength" in node:
+    if "maxProperties" in node:
+        parts.append(f"at most {node['maxProperties']} entries")
+    if "maxLength" in node and node.get("pattern") != DURATION_PATTERN:
         parts.append(f"at most {node['maxLength']} characters")
     for rule in node.get("x-kubernetes-validations", []):
         parts.append(rule["message"])

@@ -8,14 +8,31 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from evergreen.api.base import ApiModel, StatusModel
+from evergreen.api.base import (
+    DOTTED_PATH_PATTERN,
+    VERSION_PATTERN,
+    ApiModel,
+    Flag,
+    Integer,
+    Number,
+    StatusModel,
+    map_keys,
+)
 from evergreen.api.durations import Duration
 
 METRIC_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+_METRIC_KEYS = map_keys(
+    key_pattern=METRIC_KEY_PATTERN,
+    key_max_length=128,
+    described="metric names (letters, digits, _, . and -, not starting with a digit)",
+    max_entries=32,
+)
+#: Metric name -> a finite number, as a workload reports them.
+MetricMap = Annotated[dict[str, Number], _METRIC_KEYS[0], _METRIC_KEYS[1]]
 
 
 class CompletionRule(ApiModel):
@@ -29,11 +46,11 @@ class CompletionRule(ApiModel):
     )
     field_path: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+        pattern=DOTTED_PATH_PATTERN,
         max_length=256,
         description="A dotted path into the workload (e.g. status.phase) ...",
     )
-    values: list[str] = Field(
+    values: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list, max_length=16, description="... and the values that mean this state."
     )
 
@@ -49,14 +66,14 @@ class CompletionRule(ApiModel):
 class ResultSource(ApiModel):
     """Where the workload reports its candidate: ``{"version": "v13", "metrics": {"auc": 0.91}}``."""
 
-    termination_message: bool = Field(
+    termination_message: Flag = Field(
         default=True,
         description="Read the JSON from a terminated container's termination message (Jobs: the "
         "pods of the Job; the last container that wrote one).",
     )
     field_path: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+        pattern=DOTTED_PATH_PATTERN,
         max_length=256,
         description="Read it from this dotted path of the workload instead (a JSON string or an object).",
     )
@@ -65,15 +82,15 @@ class ResultSource(ApiModel):
 class Budget(ApiModel):
     """At most ``runs`` started runs in any window of length ``per``."""
 
-    runs: int = Field(ge=1, le=1000)
+    runs: Integer = Field(ge=1, le=1000)
     per: Duration
 
 
 class CostBudget(ApiModel):
     """Each run costs ``perRun`` (any unit); at most ``budget`` in any window of length ``per``."""
 
-    per_run: float = Field(gt=0)
-    budget: float = Field(gt=0)
+    per_run: Number = Field(gt=0)
+    budget: Number = Field(gt=0)
     per: Duration
 
 
@@ -83,37 +100,27 @@ class Validation(ApiModel):
     metric: str = Field(
         pattern=METRIC_KEY_PATTERN, max_length=128, description="Metric compared with the current model."
     )
-    min_improvement: float = Field(
+    min_improvement: Number = Field(
         default=0.0, ge=0, description="How much better than the current model the candidate must be."
     )
-    higher_is_better: bool = Field(default=True)
-    floors: dict[str, float] = Field(
+    higher_is_better: Flag = Field(default=True)
+    floors: MetricMap = Field(
         default_factory=dict, description="Absolute minimums of other metrics (e.g. precision: 0.85)."
     )
-    ceilings: dict[str, float] = Field(
+    ceilings: MetricMap = Field(
         default_factory=dict, description="Absolute maximums (e.g. latency_p99_ms: 40)."
     )
-    current_metrics: dict[str, float] = Field(
+    current_metrics: MetricMap = Field(
         default_factory=dict,
         description="The serving model's metrics, used when a run reports no baseline of its own "
         "and no candidate has been promoted yet.",
     )
 
-    @field_validator("floors", "ceilings", "current_metrics")
-    @classmethod
-    def _metric_names(cls, value: dict[str, float]) -> dict[str, float]:
-        import re
-
-        for name in value:
-            if not re.match(METRIC_KEY_PATTERN, name):
-                raise ValueError(f"{name!r} is not a metric name")
-        return value
-
 
 class RetrainRequest(ApiModel):
     """A manual retraining request (a person or a GitOps commit); handled once per id."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", max_length=63)
+    id: str = Field(pattern=VERSION_PATTERN, max_length=63)
     reason: str = Field(default="", max_length=1024)
 
 
@@ -141,10 +148,10 @@ class RetrainingSpec(ApiModel):
         default="24h", description="Minimum time between a run's end and the next start."
     )
     budget: Budget = Field(default_factory=lambda: Budget(runs=3, per="168h"))
-    max_concurrent: int = Field(default=1, ge=1, le=20)
+    max_concurrent: Integer = Field(default=1, ge=1, le=20)
     cost: CostBudget | None = None
     validation: Validation
-    give_up_after: int = Field(
+    give_up_after: Integer = Field(
         default=3,
         ge=1,
         le=100,

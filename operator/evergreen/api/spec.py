@@ -13,10 +13,20 @@ from pydantic import Field, model_validator
 
 from evergreen.analysis.drift import DriftMethod
 from evergreen.api.base import (
+    CHECK_NAME_PATTERN,
     LABEL_NAME_PATTERN,
     METRIC_NAME_PATTERN,
+    NO_SPACE_PATTERN,
+    OBJECT_NAME_PATTERN,
+    URL_PATTERN,
+    VERSION_PATTERN,
     ApiModel,
     ConfigMapKeyRef,
+    Flag,
+    HeaderMap,
+    Integer,
+    LabelMap,
+    Number,
     SecretKeyRef,
 )
 from evergreen.api.delivery import RolloutSpec, VersionHold
@@ -41,7 +51,7 @@ __all__ = [
 ]
 
 LabelName = Annotated[str, Field(pattern=LABEL_NAME_PATTERN, max_length=128)]
-CheckName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)]
+CheckName = Annotated[str, Field(pattern=CHECK_NAME_PATTERN, max_length=63)]
 
 
 class Mode(StrEnum):
@@ -78,7 +88,7 @@ class TlsConfig(ApiModel):
     ca_secret: SecretKeyRef | None = Field(
         default=None, description="A Secret key holding the PEM CA bundle."
     )
-    insecure_skip_verify: bool = Field(
+    insecure_skip_verify: Flag = Field(
         default=False, description="Do not verify the server certificate (testing only)."
     )
 
@@ -93,11 +103,11 @@ class PrometheusEndpoint(ApiModel):
     """Where this monitor's metrics live; omit it to use the operator-wide default."""
 
     url: str = Field(
-        pattern=r"^https?://[^\s]+$",
+        pattern=URL_PATTERN,
         max_length=2048,
         description="Base URL of the Prometheus-compatible API (Prometheus, Thanos, Mimir, Cortex).",
     )
-    headers: dict[str, str] = Field(
+    headers: HeaderMap = Field(
         default_factory=dict,
         description="Extra HTTP headers, e.g. X-Scope-OrgID for multi-tenant Mimir/Cortex/Thanos.",
     )
@@ -132,11 +142,11 @@ class DriftBaseline(ApiModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        has_window = self.offset is not None or self.window is not None
-        if has_window and self.config_map is not None:
-            raise ValueError("use either offset/window or configMap, not both")
-        if self.config_map is None and (self.offset is None or self.window is None):
-            raise ValueError("a window baseline needs both offset and window")
+        window = self.offset is not None and self.window is not None
+        if self.config_map is not None and (self.offset is not None or self.window is not None):
+            raise ValueError("use either offset and window, or configMap (not both)")
+        if self.config_map is None and not window:
+            raise ValueError("use either offset and window, or configMap (a window baseline needs both)")
         return self
 
 
@@ -153,7 +163,7 @@ class HistogramDrift(ApiModel):
         description="Histogram family name without the _bucket suffix.",
     )
     model_label: LabelName = Field(default="model", description="Label that carries the model name.")
-    match_labels: dict[str, str] = Field(
+    match_labels: LabelMap = Field(
         default_factory=dict, description="Extra label equality matchers (e.g. env: prod)."
     )
     segment_by: list[LabelName] = Field(
@@ -165,9 +175,9 @@ class HistogramDrift(ApiModel):
     baseline: DriftBaseline = Field(default_factory=_default_baseline)
     window: Duration = Field(default="1h", description="Length of the current window.")
     method: DriftMethod = Field(default=DriftMethod.PSI, description="Drift statistic.")
-    warning: float = Field(default=0.1, gt=0, description="Score at or above which drift warns.")
-    critical: float = Field(default=0.25, gt=0, description="Score at or above which drift is critical.")
-    min_samples: int = Field(
+    warning: Number = Field(default=0.1, gt=0, description="Score at or above which drift warns.")
+    critical: Number = Field(default=0.25, gt=0, description="Score at or above which drift is critical.")
+    min_samples: Integer = Field(
         default=500,
         ge=1,
         description="Minimum effective sample size for a series to be judged confidently.",
@@ -210,8 +220,8 @@ class BoundedQuery(ApiModel):
         max_length=8192,
         description="PromQL; may use {{model}}, {{namespace}}, {{interval}}, {{window}} and {{version}}.",
     )
-    min: float | None = Field(default=None, description="Lowest acceptable value.")
-    max: float | None = Field(default=None, description="Highest acceptable value.")
+    min: Number | None = Field(default=None, description="Lowest acceptable value.")
+    max: Number | None = Field(default=None, description="Highest acceptable value.")
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:
@@ -235,8 +245,8 @@ class Kpi(BoundedQuery):
 class Persistence(ApiModel):
     """Act only on what held in ``needed`` of the last ``of`` evaluations."""
 
-    of: int = Field(default=3, ge=1, le=20, description="Evaluations looked back on (M).")
-    needed: int = Field(default=2, ge=1, le=20, description="How many of them must agree (N).")
+    of: Integer = Field(default=3, ge=1, le=20, description="Evaluations looked back on (M).")
+    needed: Integer = Field(default=2, ge=1, le=20, description="How many of them must agree (N).")
 
     @model_validator(mode="after")
     def _needed_within_window(self) -> Self:
@@ -249,23 +259,24 @@ class DecisionPolicy(ApiModel):
     """How evaluations become decisions: noise control and when people are called."""
 
     persistence: Persistence = Field(default_factory=Persistence)
-    false_discovery_rate: float = Field(
+    false_discovery_rate: Number = Field(
         default=0.01,
         gt=0,
         lt=1,
         description="Benjamini-Hochberg level across all feature x segment series of an "
         "evaluation: a series counts as drifted only if its homogeneity test survives it.",
     )
-    hysteresis: float = Field(
+    hysteresis: Number = Field(
         default=0.2,
         ge=0,
         lt=1,
         description="A flagged series clears only below (1 - hysteresis) x its threshold, so a "
         "score hovering at a threshold does not flap.",
     )
-    upstream_features: int = Field(
+    upstream_features: Integer = Field(
         default=3,
         ge=2,
+        le=1000,
         description="Features breaking in the same evaluation that mean an upstream change.",
     )
     escalate_hold_after: Duration | None = Field(
@@ -280,7 +291,7 @@ class ModelMonitorSpec(ApiModel):
     model: str = Field(
         min_length=1,
         max_length=253,
-        pattern=r"^[^\s]+$",
+        pattern=NO_SPACE_PATTERN,
         description="The model's name as it appears in metric labels ({{model}}).",
     )
     mode: Mode = Field(
@@ -290,13 +301,13 @@ class ModelMonitorSpec(ApiModel):
     interval: Duration = Field(default="5m", description="How often the model is evaluated.")
     current_version: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        pattern=VERSION_PATTERN,
         max_length=63,
         description="The model version serving now ({{version}}); promotions update status.currentVersion.",
     )
     service_account_name: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        pattern=OBJECT_NAME_PATTERN,
         max_length=253,
         description="Identity of the workloads Evergreen creates for this model (never the operator's own).",
     )
@@ -314,14 +325,11 @@ class ModelMonitorSpec(ApiModel):
     def _sane(self) -> Self:
         if parse_duration(self.interval).total_seconds() < 1:
             raise ValueError("interval must be at least 1s")
-        for field in ("data_quality", "kpis"):
-            names = [check.name for check in getattr(self, field)]
+        for field, what in (("data_quality", "dataQuality check"), ("kpis", "KPI"), ("holds", "hold")):
+            names = [item.name for item in getattr(self, field)]
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
-                raise ValueError(f"duplicate check names: {', '.join(duplicates)}")
-        hold_names = [hold.name for hold in self.holds]
-        if len(hold_names) != len(set(hold_names)):
-            raise ValueError("hold names must be unique")
+                raise ValueError(f"{what} names must be unique (repeated: {', '.join(duplicates)})")
         if self.holds and self.rollout is None:
             raise ValueError("holds need spec.rollout (its target says how versions are served)")
         if not (self.drift or self.prediction_drift or self.data_quality or self.kpis):

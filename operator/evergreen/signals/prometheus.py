@@ -21,6 +21,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
+from evergreen.network import Failure, connection_failure
 from evergreen.signals.samples import QueryResult, Sample
 
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
@@ -91,8 +92,13 @@ class PrometheusSource:
                 f"{self.endpoint.timeout_seconds:g}s ({field})"
             ) from error
         except requests.exceptions.RequestException as error:
+            if connection_failure(error) is Failure.TIMEOUT:  # requests wraps some timeouts
+                raise MetricsUnavailable(
+                    f"Prometheus at {self.endpoint.url} did not answer within "
+                    f"{self.endpoint.timeout_seconds:g}s ({field})"
+                ) from error
             raise MetricsUnavailable(
-                f"cannot reach Prometheus at {self.endpoint.url}: {type(error).__name__}"
+                f"cannot reach Prometheus at {self.endpoint.url}: {connection_failure(error)}"
             ) from error
         except PrometheusApiClientException as error:
             raise self._classify(error, field) from error
