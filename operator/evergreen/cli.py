@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from evergreen import __version__
 from evergreen import cli_arguments as arg
 from evergreen.api.durations import parse_duration
 from evergreen.api.manifest import Manifest, load_manifest, read_text
+from evergreen.api.resource import parse_spec
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.backtest import evaluation_times
 from evergreen.cli_errors import DEBUG_VARIABLE, ExitCode, debug_requested, kube_errors, report

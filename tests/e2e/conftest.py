@@ -90,7 +90,7 @@ def cluster(plane: Plane, tmp_path: Path) -> Iterator[Cluster]:
     """A fresh namespace; afterwards its monitors are released and the namespace deleted."""
     namespace = f"e2e-{next(_namespaces)}"
     core = kubernetes.client.CoreV1Api(plane.api)
-    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespace({"metadata": {"name": namespace}})  # type: ignore[arg-type]
     yield Cluster(
         plane=plane.control_plane,
         node=plane.node,
@@ -109,7 +109,8 @@ def _release_namespace(api: kubernetes.client.ApiClient, namespace: str) -> None
     """Delete the namespace without waiting; finalizers left by a stopped operator are dropped
     first (the operator that would remove them is gone with the test)."""
     custom = kubernetes.client.CustomObjectsApi(api)
-    for monitor in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+    listing: Any = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    for monitor in listing["items"]:
         if monitor["metadata"].get("finalizers"):
             try:
                 custom.patch_namespaced_custom_object(

@@ -169,8 +169,8 @@ def test_monitor_reports_drift_per_segment_with_events(
             in metrics
         )
         assert (
-            f'evergreen_condition{{monitor="fraud",namespace="{cluster.namespace}",status="True",type="Ready"}} 1.0'
-            in metrics
+            f'evergreen_condition{{monitor="fraud",namespace="{cluster.namespace}",status="True",'
+            'type="Ready"} 1.0' in metrics
         )
         # current + previous window (the baseline is a ConfigMap) + one KPI
         assert (

@@ -318,7 +318,7 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
         master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
         cluster.core.create_namespaced_pod(
             cluster.namespace,
-            {"metadata": {"name": f"{name}-master-0", **master["metadata"]}, "spec": master["spec"]},
+            {"metadata": {"name": f"{name}-master-0", **master["metadata"]}, "spec": master["spec"]},  # type: ignore[arg-type]
         )
         cluster.node.finish_pods(
             cluster.namespace, master["metadata"]["labels"], message=json.dumps(result("v2", 0.95))
@@ -326,7 +326,7 @@ def test_a_custom_workload_kind_completes_through_its_declared_condition(
         wait_for(
             "the master pod to succeed",
             lambda: (
-                cluster.core.read_namespaced_pod(f"{name}-master-0", cluster.namespace).status.phase
+                cluster.core.read_namespaced_pod(f"{name}-master-0", cluster.namespace).status.phase  # type: ignore[union-attr]
                 == "Succeeded"
             ),
         )

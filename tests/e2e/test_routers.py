@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ class World:
     def roll_out(self, *names: str) -> None:
         """Let each Deployment's current pods run, and wait until all of them are available."""
         for name in names:
-            body = wait_for(f"Deployment {name} observed", lambda name=name: self._observed(name))
+            body = wait_for(f"Deployment {name} observed", functools.partial(self._observed, name))
             revision = (body["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
             sets = request_json(
                 self.cluster, "GET", object_path("apps/v1", "replicasets", self.cluster.namespace)
@@ -164,7 +165,7 @@ class World:
             ]
             for replica_set in current:
                 self.cluster.node.release(self.cluster.namespace, replica_set)
-            wait_for(f"Deployment {name} rolled out", lambda name=name: self._rolled_out(name))
+            wait_for(f"Deployment {name} rolled out", functools.partial(self._rolled_out, name))
 
     def written(self, name: str) -> str:
         """A Deployment as anyone but its controller writes it (spec and metadata, not status)."""
@@ -186,7 +187,7 @@ class World:
         body = self.existing(name)
         status = body.get("status") or {}
         replicas = int(body["spec"].get("replicas", 1))
-        return (
+        return bool(
             status.get("observedGeneration") == body["metadata"]["generation"]
             and status.get("updatedReplicas", 0) == replicas
             and status.get("availableReplicas", 0) == replicas

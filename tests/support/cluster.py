@@ -8,6 +8,7 @@ chart grants: a request the chart does not allow fails with 403 and fails the te
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -68,7 +69,7 @@ class Release:
 
 
 def helm(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 (the exit code is checked below, with stderr)
         [str(tools.helm), "--kubeconfig", str(kubeconfig), *args],
         capture_output=True,
         text=True,
@@ -80,7 +81,7 @@ def helm(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> st
 
 
 def kubectl(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 (the exit code is checked below, with stderr)
         [str(tools.kubectl), "--kubeconfig", str(kubeconfig), *args],
         capture_output=True,
         text=True,
@@ -114,11 +115,14 @@ def install_chart(
 
 def service_account_token(api: kubernetes.client.ApiClient, namespace: str, name: str) -> str:
     """A bound token of a ServiceAccount (TokenRequest), as a pod's projected token would be."""
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"}
-    request["spec"] = {"expirationSeconds": 24 * 3600}  # type: ignore[assignment]
-    answer = CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
-    token: str = answer.status.token
-    return token
+    request: dict[str, Any] = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 24 * 3600},
+    }
+    answer = CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)  # type: ignore[arg-type]
+    assert answer.status is not None and answer.status.token
+    return str(answer.status.token)
 
 
 def install_crds(api: kubernetes.client.ApiClient, files: Iterable[Path]) -> None:
@@ -136,12 +140,13 @@ def install_crds(api: kubernetes.client.ApiClient, files: Iterable[Path]) -> Non
                 if error.status != 409:
                     raise
     for name in names:
-        wait_for(f"CRD {name} Established", lambda name=name: _established(extensions, name), timeout=60)
+        wait_for(f"CRD {name} Established", functools.partial(_established, extensions, name), timeout=60)
 
 
 def _established(extensions: kubernetes.client.ApiextensionsV1Api, name: str) -> bool:
     crd = extensions.read_custom_resource_definition(name)
-    return any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
+    conditions = crd.status.conditions if crd.status is not None else None
+    return any(c.type == "Established" and c.status == "True" for c in conditions or [])
 
 
 @dataclass
@@ -238,7 +243,7 @@ class Cluster:
     def create_service_account(self, name: str, namespace: str | None = None) -> None:
         body = {"metadata": {"name": name}}
         try:
-            self.core.create_namespaced_service_account(namespace or self.namespace, body)
+            self.core.create_namespaced_service_account(namespace or self.namespace, body)  # type: ignore[arg-type]
         except ApiException as error:
             if error.status != 409:
                 raise
@@ -252,4 +257,4 @@ class Cluster:
         )
 
     def as_json(self, obj: Any) -> Any:
-        return json.loads(json.dumps(self.api.sanitize_for_serialization(obj)))
+        return json.loads(json.dumps(self.api.sanitize_for_serialization(obj)))  # type: ignore[no-untyped-call]

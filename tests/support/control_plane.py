@@ -272,9 +272,11 @@ class ControlPlane:
         while time.monotonic() < deadline:
             if not process.alive():
                 raise ControlPlaneError(f"{process.name} exited while starting:\n{process.tail()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(request, timeout=2, context=context) as answer:
-                    if answer.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(request, timeout=2, context=context) as answer,
+            ):
+                if answer.status == 200:
+                    return
             time.sleep(0.1)
         raise ControlPlaneError(f"{process.name} was not ready after {timeout:.0f}s:\n{process.tail()}")

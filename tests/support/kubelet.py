@@ -2,8 +2,9 @@
 
 It does what a kubelet does for the API, the way KWOK does: a Ready Node, every new pod bound
 to it, then Running and Ready with an IP. A workload's pod keeps running until the test says how
-it ends (:meth:`NodeStandIn.finish_job`, :meth:`NodeStandIn.finish_pods`): Succeeded or Failed with the container's termination
-message, which is what a training container writes to ``/dev/termination-log``. The real Job,
+it ends (:meth:`NodeStandIn.finish_job`, :meth:`NodeStandIn.finish_pods`): Succeeded or Failed
+with the container's termination message, which is what a training container writes to
+``/dev/termination-log``. The real Job,
 ReplicaSet and Deployment controllers turn those pod states into Job conditions and ready
 replicas. Pods being deleted are confirmed with grace period 0, as a kubelet does, so
 namespaces finish terminating.
@@ -72,7 +73,7 @@ class NodeStandIn:
     def stop(self) -> None:
         self._stop.set()
         if self._watch is not None:
-            self._watch.stop()
+            self._watch.stop()  # type: ignore[no-untyped-call]
         self._thread.join(10)
 
     def finish_job(self, namespace: str, job: str, *, exit_code: int = 0, message: str = "") -> None:
@@ -120,7 +121,7 @@ class NodeStandIn:
             "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
         }
         with contextlib.suppress(ApiException):
-            self.core.create_node(body)
+            self.core.create_node(body)  # type: ignore[arg-type]
         capacity = {"cpu": "64", "memory": "256Gi", "pods": "1000"}
         self.core.patch_node_status(
             self.node,
@@ -146,14 +147,14 @@ class NodeStandIn:
     def _run(self) -> None:
         api = self.core.api_client
         while not self._stop.is_set():
-            self._watch = watch.Watch()
+            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
             try:
                 listing = self.core.list_pod_for_all_namespaces()
                 for item in listing.items:
                     self._handle(api.sanitize_for_serialization(item))
-                stream = self._watch.stream(
+                stream = self._watch.stream(  # type: ignore[no-untyped-call]
                     self.core.list_pod_for_all_namespaces,
-                    resource_version=listing.metadata.resource_version,
+                    resource_version=listing.metadata.resource_version,  # type: ignore[union-attr]
                     timeout_seconds=60,
                 )
                 for event in stream:
@@ -215,7 +216,7 @@ class NodeStandIn:
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
         }
         # The generated client cannot deserialize a Binding's answer; the raw response is enough.
-        self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+        self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)  # type: ignore[arg-type]
 
     def _run_pod(self, pod: dict[str, Any]) -> None:
         now = _now()

@@ -541,7 +541,7 @@ class RetrainingActuator:
                 ConditionType.RETRAINING,
                 ConditionStatus.FALSE,
                 status.blocked.reason,
-                f"{status.blocked.message}; tried again at {status.blocked.until.isoformat() if status.blocked.until else 'the next decision'}",
+                f"{status.blocked.message}; tried again at {_when(status.blocked.until)}",
             )
         if status.blocked is not None:
             until = f" until {status.blocked.until.isoformat()}" if status.blocked.until else ""
@@ -552,6 +552,10 @@ class RetrainingActuator:
                 f"{status.blocked.reason}{until}: {status.blocked.message}",
             )
         return self._idle_draft(status, configured=True)
+
+
+def _when(time: datetime | None) -> str:
+    return time.isoformat() if time is not None else "the next decision"
 
 
 def _new_request(request_id: str | None, status: RetrainingStatus) -> bool:
