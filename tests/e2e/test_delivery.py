@@ -391,3 +391,30 @@ def test_observe_mode_touches_nothing_and_removing_rollout_gives_serving_back(
         )
         assert deployments(cluster) == {"fraud": TEAM_REPLICAS}
         assert cluster.monitor("fraud")["status"].get("servingRollout") is None
+
+
+def test_deleting_the_monitor_after_a_promotion_keeps_the_promoted_version_serving(
+    serving: Cluster, live_prometheus: PrometheusServer, two_versions: LiveModelTraffic
+) -> None:
+    cluster = serving
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", spec())
+        wait_for("the promotion", lambda: last_outcome(cluster) == "Promoted", timeout=60)
+        wait_for("v1 retired", lambda: without(cluster, "fraud-v1"))
+
+        cluster.custom.delete_namespaced_custom_object(
+            "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud"
+        )
+        # The team's Deployment serves again, and what it serves is v2, not the v1 it was.
+        team = wait_for(
+            "the team's Deployment back, alone",
+            lambda: (d := listing(cluster, "deployments")) and len(d) == 1 and d[0],
+            timeout=60,
+        )
+        assert team["metadata"]["name"] == "fraud" and team["spec"]["replicas"] == TEAM_REPLICAS
+        env = {e["name"]: e["value"] for e in team["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MODEL_VERSION"] == "v2"
+        assert not any(k.startswith("evergreen.dev/") for k in team["metadata"].get("annotations") or {})
+        assert services(cluster) == {"fraud"}
+        message = cluster.wait_event("fraud", "Normal", "ServingReturned")
+        assert "Deployment fraud serves v2 again" in message

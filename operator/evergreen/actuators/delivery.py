@@ -178,11 +178,12 @@ class DeliveryActuator:
             spec, metrics, now, namespace=namespace, candidate=candidate, stable=stable
         )
 
-    async def finalize(self, body: Mapping[str, Any], rollout: RolloutSpec) -> None:
-        """Give the team's serving objects back (the monitor is deleted, or stopped rolling out)."""
+    async def finalize(self, body: Mapping[str, Any], rollout: RolloutSpec, serving: str | None) -> None:
+        """Give the team's serving objects back (the monitor is deleted, or stopped rolling out),
+        serving ``serving``: the version that serves now, so nothing is rolled back."""
         meta = body["metadata"]
         monitor = MonitorRef(meta["namespace"], meta["name"], meta.get("uid", ""))
-        await router_for(rollout.router, self.kube, monitor, rollout).finalize()
+        await router_for(rollout.router, self.kube, monitor, rollout).finalize(serving)
 
 
 __all__ = ["DeliveryActuator", "DeliveryStep", "serving_version"]

@@ -96,6 +96,18 @@ def fresh_decision(spec: ModelMonitorSpec, decision: Decision | None, now: datet
     return decision if now - decision.time <= horizon else None
 
 
+def _returned(rollout: RolloutSpec, version: str | None, why: str) -> EventRecord:
+    """The Event of giving serving back: which Deployment serves which version now."""
+    deployment = rollout.target.deployment
+    serves = f" {version}" if version else " its own version"
+    return EventRecord(
+        EventType.NORMAL,
+        "ServingReturned",
+        f"{why}: Deployment {deployment} serves{serves} again with its replicas, and Evergreen's version "
+        f"objects are gone; with GitOps, make its manifest say{serves}, or the tool rolls it back",
+    )
+
+
 def sync_declared_version(spec: ModelMonitorSpec, status: ModelMonitorStatus) -> ModelMonitorStatus:
     """A changed ``spec.currentVersion`` is a person's word on what serves now: it wins over
     what promotions recorded (until the next promotion)."""
@@ -145,9 +157,13 @@ class MonitorReconciler:
         """
         meta = body["metadata"]
         async with self._locks.setdefault((meta["namespace"], meta["name"]), asyncio.Lock()):
-            rollout = served_rollout(parse_status(body.get("status")))
+            status = parse_status(body.get("status"))
+            rollout = served_rollout(status)
             if rollout is not None:
-                await self.delivery.finalize(body, rollout)
+                await self.delivery.finalize(body, rollout, status.current_version)
+                await self._post_events(
+                    body, [_returned(rollout, status.current_version, "the ModelMonitor is being deleted")]
+                )
 
     def forget(self, namespace: str, name: str) -> None:
         """The monitor is gone: drop its lock and metrics."""
@@ -227,7 +243,7 @@ class MonitorReconciler:
         if spec is not None and spec.rollout is None and served is not None:
             # Rolling out was switched off: give the team's objects back, once.
             try:
-                await self.delivery.finalize(body, served)
+                await self.delivery.finalize(body, served, new_status.current_version)
             except Conflict:
                 raise
             except Exception as error:  # one monitor's failure must not stop its evaluation
@@ -239,14 +255,7 @@ class MonitorReconciler:
                 new_status = new_status.model_copy(
                     update={"serving_rollout": None, "serving": {}, "rollout": RolloutStatus(), "holds": []}
                 )
-                events.append(
-                    EventRecord(
-                        EventType.NORMAL,
-                        "ServingReturned",
-                        "spec.rollout was removed: the team's Deployment serves again and Evergreen's "
-                        "version objects are gone",
-                    )
-                )
+                events.append(_returned(served, new_status.current_version, "spec.rollout was removed"))
         if spec is not None and spec.rollout is not None:
             try:
                 new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)

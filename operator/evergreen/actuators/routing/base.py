@@ -157,8 +157,9 @@ class Router(Protocol):
         """Version -> percent of the main traffic, as configured in the cluster now."""
         ...
 
-    async def finalize(self) -> None:
-        """The monitor is going: give the team's Deployment its replicas back, delete the rest.
+    async def finalize(self, serving: str | None = None) -> None:
+        """The monitor is going: give the team's Deployment its replicas back, serving
+        ``serving`` (the version that serves now, never an older one), and delete the rest.
 
         Raises :class:`ServingNotReady` while the team's Deployment is not serving again yet;
         call again later (the version Deployments keep serving meanwhile).

@@ -53,6 +53,6 @@ class FakeRouter:
     async def get_weights(self) -> dict[str, int]:
         return dict(self.weights)
 
-    async def finalize(self) -> None:
+    async def finalize(self, serving: str | None = None) -> None:
         self.finalized = True
         self.served, self.weights = {}, {}

@@ -30,6 +30,7 @@ is never touched: :class:`ObjectNotOwned` says which.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ from evergreen.actuators.routing.base import (
     ObjectNotOwned,
     ServingNotReady,
 )
+from evergreen.actuators.routing.injection import inject_version
 from evergreen.actuators.routing.naming import monitor_labels, owned_by, version_deployment_name
 from evergreen.actuators.routing.patching import Path, merge_patch
 from evergreen.actuators.routing.serving import (
@@ -208,8 +210,10 @@ class VersionFleet:
             return team
         return await self._patch_team(team, {"spec": {"replicas": 0}})
 
-    async def give_back(self) -> dict[str, Any] | None:
-        """Restore the team Deployment's recorded replicas; :class:`ServingNotReady` until it serves."""
+    async def give_back(self, serving: str | None = None) -> dict[str, Any] | None:
+        """Restore the team Deployment's recorded replicas, serving ``serving`` (the version that
+        serves now: a promoted version is never rolled back by giving serving back);
+        :class:`ServingNotReady` until it serves."""
         team = await self.objects.deployment(self.namespace, self.target.deployment)
         if team is None:
             return None
@@ -217,6 +221,9 @@ class VersionFleet:
         if ORIGINAL_REPLICAS_ANNOTATION not in annotations:
             return team
         replicas = original_replicas(team, field=self.field)
+        adopted = annotations.get(ADOPTED_VERSION_ANNOTATION)
+        if serving is not None and adopted is not None and serving != adopted:
+            team = await self._serve_version(team, serving)
         if desired_replicas(team) != replicas:
             team = await self._patch_team(team, {"spec": {"replicas": replicas}})
         if not deployment_ready(team) and not deployment_stalled(team):
@@ -225,6 +232,26 @@ class VersionFleet:
                 "replicas; Evergreen's version Deployments keep serving until it is ready"
             )
         return team
+
+    async def _serve_version(self, team: dict[str, Any], version: str) -> dict[str, Any]:
+        """Inject ``version`` into the team's pod template (guarded by the template read), and
+        record it as the version the team's Deployment serves."""
+        template = copy.deepcopy(team["spec"]["template"])
+        inject_version(
+            template.setdefault("spec", {}),
+            self.target.version,
+            version,
+            source=f"Deployment {self.namespace}/{self.target.deployment}",
+            field=f"{self.field}.version",
+        )
+        operations = [
+            {"op": "test", "path": "/spec/template", "value": team["spec"]["template"]},
+            {"op": "replace", "path": "/spec/template", "value": template},
+            *guarded_operations(team, {"metadata": {"annotations": {ADOPTED_VERSION_ANNOTATION: version}}}),
+        ]
+        return await self.objects.json_patch(
+            self.objects.DEPLOYMENTS, self.namespace, self.target.deployment, operations
+        )
 
     async def forget(self, team: dict[str, Any] | None) -> None:
         """Remove Evergreen's annotations from the team's Deployment (the last step of give-back)."""

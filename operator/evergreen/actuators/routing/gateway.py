@@ -250,13 +250,13 @@ class GatewayRouter:
         versions = {body["metadata"]["name"]: version_of(body) for body in services}
         return route_weights(route, {name: version for name, version in versions.items() if version})
 
-    async def finalize(self) -> None:
+    async def finalize(self, serving: str | None = None) -> None:
         """Give the team's Deployment its replicas back, then delete the route and Evergreen's objects.
 
         Evergreen's routes go with the monitor: traffic through the gateway then needs a route of
         the team's own. A route of that name Evergreen did not create is left alone.
         """
-        team = await self.fleet.give_back()
+        team = await self.fleet.give_back(serving)
         for route in await self.fleet.owned(self._objects.HTTP_ROUTES):
             await self._objects.delete(
                 self._objects.HTTP_ROUTES, self.fleet.namespace, route["metadata"]["name"]

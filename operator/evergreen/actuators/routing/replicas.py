@@ -162,9 +162,9 @@ class ReplicaRouter:
             deployments.values(), team, check_team_service_selects_team_pods(team, service)
         )
 
-    async def finalize(self) -> None:
+    async def finalize(self, serving: str | None = None) -> None:
         """Give the team's Deployment its replicas back, then delete Evergreen's objects."""
-        team = await self.fleet.give_back()
+        team = await self.fleet.give_back(serving)
         await self.fleet.delete_owned()
         await self.fleet.forget(team)
 
