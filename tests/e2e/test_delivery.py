@@ -406,11 +406,11 @@ def test_deleting_the_monitor_after_a_promotion_keeps_the_promoted_version_servi
             "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud"
         )
         # The team's Deployment serves again, and what it serves is v2, not the v1 it was.
-        team = wait_for(
-            "the team's Deployment back, alone",
-            lambda: (d := listing(cluster, "deployments")) and len(d) == 1 and d[0],
-            timeout=60,
-        )
+        def alone() -> dict[str, Any] | None:
+            items = listing(cluster, "deployments")
+            return items[0] if len(items) == 1 else None
+
+        team = wait_for("the team's Deployment back, alone", alone, timeout=60)
         assert team["metadata"]["name"] == "fraud" and team["spec"]["replicas"] == TEAM_REPLICAS
         env = {e["name"]: e["value"] for e in team["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["MODEL_VERSION"] == "v2"

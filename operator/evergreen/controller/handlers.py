@@ -1,12 +1,15 @@
-"""kopf wiring only: every handler routes to :meth:`MonitorReconciler.reconcile`.
+"""kopf wiring only: the watch feeds the :class:`~evergreen.controller.scheduler.Scheduler`.
 
-Create, resume and spec-update handlers only nudge the reconciler (so a spec change is
-evaluated at once); a timer drives the schedule. None of them carries logic of its own.
+kopf lists and watches ModelMonitors, logs in, and serves the liveness probe. No handler that
+makes kopf write to the object is used (no create/update/resume handlers, timers or deletion
+handlers): kopf then keeps no annotations and no finalizer of its own on a ModelMonitor, and
+Evergreen holds a finalizer only while it serves a monitor's versions.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -15,8 +18,8 @@ from kubernetes import client as k8s
 
 from evergreen.api.resource import GROUP, PLURAL, VERSION
 from evergreen.controller.reconciler import MonitorReconciler
+from evergreen.controller.scheduler import Scheduler
 from evergreen.controller.settings import OperatorSettings
-from evergreen.errors import ClusterError, EvergreenError
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -71,43 +74,32 @@ def register(
     configuration: k8s.Configuration,
 ) -> None:
     """Register every handler of the operator on ``registry``."""
+    scheduler = Scheduler(reconciler, tick_seconds=settings.tick_seconds)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return _connection_info(configuration)
 
-    async def nudge(namespace: str, name: str) -> None:
-        try:
-            await reconciler.reconcile(namespace, name)
-        except ClusterError as error:
-            raise kopf.TemporaryError(str(error), delay=settings.retry_seconds) from error
+    @kopf.on.event(*RESOURCE, registry=registry)
+    def event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        # Every change of every monitor (the first listing included) goes to the scheduler;
+        # the watch is also the cache, so an idle monitor is never read again.
+        if type == "DELETED":
+            scheduler.gone(body["metadata"]["namespace"], body["metadata"]["name"])
+        else:
+            scheduler.seen(body)
 
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    async def changed(*, namespace: str | None, name: str, **_: Any) -> None:
-        assert namespace is not None  # ModelMonitors are namespaced
-        await nudge(namespace, name)
+    @kopf.on.startup(registry=registry)
+    async def start(memo: kopf.Memo, **_: Any) -> None:
+        memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="evergreen-scheduler")
 
-    @kopf.timer(*RESOURCE, interval=settings.tick_seconds, registry=registry)
-    async def tick(
-        *, namespace: str | None, name: str, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
-    ) -> None:
-        assert namespace is not None
-        try:
-            await reconciler.reconcile(namespace, name)
-        except ClusterError as error:
-            # The next tick retries; a timer must not pile up retries of its own.
-            logger.warning("reconcile failed: %s", error)
-
-    @kopf.on.delete(*RESOURCE, registry=registry)
-    async def deleted(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
-        assert namespace is not None
-        try:
-            await reconciler.finalize(body)
-        except EvergreenError as error:  # the team's Deployment is not ready yet, the API failed
-            raise kopf.TemporaryError(str(error), delay=settings.retry_seconds) from error
-        reconciler.forget(namespace, name)
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("scheduler_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     @kopf.on.probe(id="reconciling", registry=registry)
     def reconciling(**_: Any) -> dict[str, float]:

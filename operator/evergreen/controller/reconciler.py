@@ -47,6 +47,14 @@ from evergreen.transitions import EventRecord, EventType, decision_events, trans
 
 log = logging.getLogger(__name__)
 
+#: Held only while Evergreen serves a monitor's versions (the team's Deployment scaled to 0): a
+#: deletion then waits for serving to be given back. Nothing else needs it (what Evergreen
+#: creates is owned by the monitor and garbage-collected), so other monitors delete at once,
+#: with or without the operator running.
+GIVE_BACK_FINALIZER = "evergreen.dev/give-back"
+#: The finalizer earlier releases kept on every monitor; removed wherever it is seen.
+LEGACY_FINALIZER = "evergreen.dev/finalizer"
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -165,32 +173,62 @@ class MonitorReconciler:
                     body, [_returned(rollout, status.current_version, "the ModelMonitor is being deleted")]
                 )
 
+    async def release(self, body: Mapping[str, Any]) -> None:
+        """The monitor is being deleted: give serving back if Evergreen serves, then drop
+        Evergreen's finalizers so the deletion completes. Raises while it must wait (the
+        team's Deployment not ready yet, the API failing): call again later."""
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        ours = {GIVE_BACK_FINALIZER, LEGACY_FINALIZER}
+        if not ours & set(finalizers):
+            return
+        await self.finalize(body)
+        await self.kube.set_monitor_finalizers(body, [f for f in finalizers if f not in ours])
+
+    async def _finalizers(self, body: Mapping[str, Any], *, hold: bool) -> Mapping[str, Any]:
+        """Hold or drop the give-back finalizer (and drop the legacy one); the object as stored."""
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        wanted = [f for f in finalizers if f not in (GIVE_BACK_FINALIZER, LEGACY_FINALIZER)]
+        if hold:
+            wanted.append(GIVE_BACK_FINALIZER)
+        if wanted == finalizers:
+            return body
+        return await self.kube.set_monitor_finalizers(body, wanted)
+
     def forget(self, namespace: str, name: str) -> None:
         """The monitor is gone: drop its lock and metrics."""
         self._locks.pop((namespace, name), None)
         self.telemetry.forget(namespace, name)
 
-    async def reconcile(self, namespace: str, name: str) -> None:
-        """Evaluate the monitor if it is due; safe to call concurrently and repeatedly."""
+    async def reconcile(
+        self, namespace: str, name: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Evaluate the monitor if it is due; safe to call concurrently and repeatedly.
+
+        ``body`` is the object as the watch last delivered it (no read needed); after a
+        conflict the object is read again. Returns the object as last written, if written.
+        """
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         async with lock:
+            written = None
             for attempt in range(3):
                 try:
-                    await self._step(namespace, name)
+                    current = body if body is not None else await self.kube.get_monitor(namespace, name)
+                    written = await self._step(namespace, name, current)
                     break
                 except Conflict:
-                    # Somebody (a person, a second replica) wrote the object since it was read:
-                    # read again and redo the step.
+                    # Somebody (a person, a second replica) wrote the object since it was read,
+                    # or the watch had not delivered our own last write yet: read and redo.
+                    body = None
                     if attempt == 2:
                         log.warning(
                             "%s/%s kept changing while reconciled; retrying next tick", namespace, name
                         )
             self.last_step = time.monotonic()
+            return written
 
-    async def _step(self, namespace: str, name: str) -> None:
-        body = await self.kube.get_monitor(namespace, name)
+    async def _step(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return
+            return None
         now = self.settings.clock()
         status = parse_status(body.get("status"))
         generation = body["metadata"].get("generation")
@@ -209,6 +247,9 @@ class MonitorReconciler:
         spec = self._valid_spec(body)
         if spec is not None:
             new_status = sync_declared_version(spec, new_status)
+            # Before Evergreen may take the team's objects over, a deletion must wait for it.
+            takes_over = spec.rollout is not None and spec.mode is Mode.ENFORCE
+            body = await self._finalizers(body, hold=takes_over or status.serving_rollout is not None)
         # Retraining runs are tracked on every tick, not only when an evaluation is due.
         if spec is not None and (spec.retraining is not None or status.retraining.runs):
             try:
@@ -256,6 +297,7 @@ class MonitorReconciler:
                     update={"serving_rollout": None, "serving": {}, "rollout": RolloutStatus(), "holds": []}
                 )
                 events.append(_returned(served, new_status.current_version, "spec.rollout was removed"))
+                body = await self._finalizers(body, hold=False)
         if spec is not None and spec.rollout is not None:
             try:
                 new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)
@@ -268,9 +310,9 @@ class MonitorReconciler:
             events += delivery_events
 
         if new_status == status:
-            return
+            return None
         try:
-            await self.kube.replace_monitor_status(
+            written = await self.kube.replace_monitor_status(
                 namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
             )
         except Conflict:
@@ -284,6 +326,7 @@ class MonitorReconciler:
         if retrained is not None:
             self._observe_retraining(namespace, name, *retrained)
         await self._post_events(body, events)
+        return written
 
     def _observe_retraining(
         self, namespace: str, name: str, step: RetrainingStep, spec: ModelMonitorSpec

@@ -134,6 +134,38 @@ class KubeApi:
         assert isinstance(body, dict)
         return body
 
+    async def set_monitor_finalizers(self, body: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
+        """Replace the monitor's finalizers, only if they are still what ``body`` says (a JSON
+        patch testing the list read): other controllers' finalizers are never lost."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        current = meta.get("finalizers")
+        operations: list[dict[str, Any]] = []
+        if current is not None:
+            operations.append({"op": "test", "path": "/metadata/finalizers", "value": current})
+        operations.append({"op": "add", "path": "/metadata/finalizers", "value": finalizers})
+        try:
+            answer = await self._call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                operations,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            if error.status in (409, 422):
+                raise Conflict(
+                    f"ModelMonitor {namespace}/{name} changed while its finalizers were set"
+                ) from error
+            raise ClusterError(
+                f"setting finalizers of ModelMonitor {namespace}/{name}: {_describe(error)}"
+            ) from error
+        assert isinstance(answer, dict)
+        return answer
+
     async def patch_monitor_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the spec (what a person or a GitOps commit would change)."""
         try:
