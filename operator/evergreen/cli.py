@@ -575,6 +575,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         namespaces=tuple(n for n in args.namespace if n),
         tick_seconds=args.tick,
         retry_seconds=args.retry,
+        workload_poll_seconds=args.workload_poll,
         top_series=args.top,
         max_concurrent_queries=args.max_concurrent_queries,
         metrics_port=args.metrics_port or None,
@@ -731,6 +732,13 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
         default=_env("TICK_SECONDS", "10"),
         metavar="SECONDS",
         help="seconds between due-checks of each monitor (default: 10)",
+    )
+    run.add_argument(
+        "--workload-poll",
+        type=arg.seconds,
+        default=_env("WORKLOAD_POLL_SECONDS", "15"),
+        metavar="SECONDS",
+        help="seconds between reads of a running retraining workload (default: 15)",
     )
     run.add_argument(
         "--retry",

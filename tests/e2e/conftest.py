@@ -172,6 +172,7 @@ def operator_settings(prometheus_url: str, **changes: Any) -> OperatorSettings:
         "default_endpoint": Endpoint(url=prometheus_url, timeout_seconds=3),
         "tick_seconds": 0.25,
         "retry_seconds": 0.5,
+        "workload_poll_seconds": 0.5,
         "metrics_port": free_port(),
         "health_port": free_port(),
         "bind_address": "127.0.0.1",

@@ -405,6 +405,7 @@ def test_deleting_the_monitor_after_a_promotion_keeps_the_promoted_version_servi
         cluster.custom.delete_namespaced_custom_object(
             "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud"
         )
+
         # The team's Deployment serves again, and what it serves is v2, not the v1 it was.
         def alone() -> dict[str, Any] | None:
             items = listing(cluster, "deployments")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 import urllib.request
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -309,3 +311,44 @@ def test_missing_reference_is_reported_and_retried(
         assert missing["message"].startswith("spec.drift.baseline.configMap")
         create_baseline(cluster, traffic)
         wait_for("Ready once the ConfigMap exists", lambda: ready(cluster, "fraud"))
+
+
+@pytest.mark.usefixtures("baseline")
+def test_an_idle_monitor_costs_the_api_one_status_write_per_evaluation(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    """Every request the operator makes is counted by the API server's audit log: between
+    evaluations an idle monitor (retraining configured, nothing to retrain) costs nothing."""
+    cluster.create_service_account("fraud-trainer")
+    template = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}
+        },
+    }
+    spec = monitor_spec(
+        interval="2s",
+        serviceAccountName="fraud-trainer",
+        retraining={"template": template, "validation": {"metric": "auc"}},
+    )
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):  # a tick every 0.25 s
+        cluster.create_monitor("fraud", spec)
+        wait_for("Ready=True", lambda: ready(cluster, "fraud"))
+        before = len(cluster.operator_requests())
+        first = evaluated_at(cluster, "fraud")
+        time.sleep(12)
+        last = evaluated_at(cluster, "fraud")
+    assert first is not None and last is not None
+    requests = cluster.operator_requests()[before:]
+    evaluations = round((last - first).total_seconds() / 2)
+    assert evaluations >= 4, f"only {evaluations} evaluations in 12 s"
+    kinds = Counter((verb, resource) for verb, resource, _ in requests)
+    print(f"{len(requests)} API requests for {evaluations} evaluations (48 ticks): {dict(kinds)}")
+    # Per evaluation at most one status write (an unchanged status is not written) and one read
+    # of the baseline ConfigMap the spec names; nothing between evaluations, no retraining reads.
+    assert set(kinds) <= {("patch", "modelmonitors/status"), ("get", "configmaps"), ("create", "events")}, (
+        kinds
+    )
+    assert kinds[("patch", "modelmonitors/status")] <= evaluations + 1
+    assert kinds[("get", "configmaps")] <= evaluations + 1

@@ -182,6 +182,23 @@ class Cluster:
     def batch(self) -> BatchV1Api:
         return BatchV1Api(self.api)
 
+    @property
+    def operator_user(self) -> str:
+        """The user name the API server knows the operator by (the chart's ServiceAccount)."""
+        return f"system:serviceaccount:{self.release.namespace}:{self.release.service_account}"
+
+    def operator_requests(self) -> list[tuple[str, str, str]]:
+        """(verb, resource[/subresource], name) of every request the operator made about this
+        test's namespace, in order (from the API server's audit log)."""
+        found = []
+        for entry in self.plane.requests_of(self.operator_user):
+            ref = entry.get("objectRef") or {}
+            if ref.get("namespace") != self.namespace:
+                continue
+            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            found.append((entry["verb"], resource, ref.get("name", "")))
+        return found
+
     def kubectl(self, *args: str) -> str:
         return kubectl(self.tools, self.kubeconfig, *args)
 

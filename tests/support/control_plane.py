@@ -17,6 +17,7 @@ process logs into ``workdir`` (the failure message of a start quotes the tail of
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import signal
 import socket
@@ -27,7 +28,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import kubernetes.client
 import yaml
@@ -171,9 +172,38 @@ class ControlPlane:
 
     # Processes ------------------------------------------------------------------------------
 
+    @property
+    def audit_log(self) -> Path:
+        """Every request of a ServiceAccount (metadata level: who, verb, resource), one JSON
+        object a line: what the operator under test really asked of the API server."""
+        return self.workdir / "audit.log"
+
+    def requests_of(self, user: str) -> list[dict[str, Any]]:
+        """The audited requests (final stage) made by ``user``, oldest first."""
+        entries = []
+        with contextlib.suppress(FileNotFoundError), open(self.audit_log) as log:
+            for line in log:
+                entry = json.loads(line)
+                if entry.get("stage") == "ResponseComplete" and entry["user"].get("username") == user:
+                    entries.append(entry)
+        return entries
+
     def _write_credentials(self) -> None:
         (self.workdir / "certs").mkdir(exist_ok=True)
         # Static admin token in system:masters: the test's own identity (and the controller-manager's).
+        (self.workdir / "audit-policy.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [
+                        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                        {"level": "None"},
+                    ],
+                }
+            )
+        )
         (self.workdir / "tokens.csv").write_text(f'{self.admin_token},{ADMIN_USER},1,"system:masters"\n')
         key = self.workdir / "sa.key"
         if not key.exists():
@@ -232,6 +262,10 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--event-ttl=1h",
+                f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
             ],
         )
         self._wait(process, f"{self.url}/readyz", insecure=True, token=self.admin_token)

@@ -16,7 +16,7 @@ from typing import Any
 from evergreen.actuators.routing import router_for
 from evergreen.actuators.routing.base import MonitorRef, ServingPlan, ServingState, held_versions
 from evergreen.api.decisions import Action, Decision
-from evergreen.api.delivery import CheckRecord, RolloutCheck, RolloutSpec
+from evergreen.api.delivery import CheckRecord, RolloutCheck, RolloutPhase, RolloutSpec
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ModelMonitorStatus
@@ -83,6 +83,15 @@ class DeliveryActuator:
         meta = body["metadata"]
         monitor = MonitorRef(meta["namespace"], meta["name"], meta.get("uid", ""))
         return router_for(spec.rollout.router, self.kube, monitor, spec.rollout)
+
+    def due(self, spec: ModelMonitorSpec, status: ModelMonitorStatus, now: datetime) -> bool:
+        """Whether a tick without an evaluation has delivery work: a rollout under way, or a
+        hold starting, expiring or ending. An idle monitor then costs the API nothing between
+        its evaluations (each evaluation still reconciles the serving objects)."""
+        if status.rollout.phase is not RolloutPhase.IDLE:
+            return True
+        holds = reconcile_holds(spec.holds, status.holds, now, notice=self.hold_notice)
+        return bool(holds.events)
 
     async def reconcile(
         self,

@@ -9,6 +9,7 @@ the same name again, gets 409, and adopts the workload — one claim, one worklo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -129,13 +130,18 @@ def serving_model(
 class RetrainingActuator:
     """Runs the retraining workloads of every monitor."""
 
-    def __init__(self, kube: KubeApi, *, refusal_retry: timedelta = REFUSAL_RETRY) -> None:
+    def __init__(
+        self, kube: KubeApi, *, refusal_retry: timedelta = REFUSAL_RETRY, poll_seconds: float = 0.0
+    ) -> None:
         self.workloads = WorkloadApi(kube)
         self.objects = ObjectApi(kube)
         self.kube = kube
         self.refusal_retry = refusal_retry
         #: (monitor uid, run number) whose workload was looked for as an orphan since start.
         self._orphans_checked: set[tuple[str, int]] = set()
+        #: A running workload is read at most every ``poll_seconds`` (monotonic time of the last).
+        self.poll_seconds = poll_seconds
+        self._polled: dict[str, float] = {}
 
     def recheck(self, uid: str) -> None:
         """A status write was lost (a conflict): look for an orphaned workload again."""
@@ -424,8 +430,13 @@ class RetrainingActuator:
         now: datetime,
     ) -> RetrainRun:
         if run.outcome.finished:
+            self._polled.pop(run.name, None)
             return run
         assert spec.retraining is not None
+        last = self._polled.get(run.name)
+        if last is not None and time.monotonic() - last < self.poll_seconds:
+            return run
+        self._polled[run.name] = time.monotonic()
         workload = await self.workloads.get(resource, monitor.namespace, run.name)
         foreign = workload is not None and not _owned_by(workload, monitor.uid)
         pods: list[dict[str, Any]] = []

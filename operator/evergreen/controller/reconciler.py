@@ -151,7 +151,7 @@ class MonitorReconciler:
         self.telemetry = telemetry
         self.sources = sources or SourcePool(telemetry, settings.max_concurrent_queries)
         self.bundles = CaBundles()
-        self.retraining = RetrainingActuator(kube)
+        self.retraining = RetrainingActuator(kube, poll_seconds=settings.workload_poll_seconds)
         self.delivery = DeliveryActuator(kube)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Monotonic time of the last completed reconcile step (for the liveness probe).
@@ -298,7 +298,12 @@ class MonitorReconciler:
                 )
                 events.append(_returned(served, new_status.current_version, "spec.rollout was removed"))
                 body = await self._finalizers(body, hold=False)
-        if spec is not None and spec.rollout is not None:
+        delivery_due = attempt is not None or new_status != status
+        if (
+            spec is not None
+            and spec.rollout is not None
+            and (delivery_due or self.delivery.due(spec, status, now))
+        ):
             try:
                 new_status, delivery_events = await self._deliver(body, spec, new_status, generation, now)
             except Conflict:

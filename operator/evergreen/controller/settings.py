@@ -25,6 +25,8 @@ class OperatorSettings:
     tick_seconds: float = 10.0
     #: How soon a failed evaluation (Prometheus unreachable, missing Secret) is retried.
     retry_seconds: float = 30.0
+    #: How often a running retraining workload is read (its pods when it finished).
+    workload_poll_seconds: float = 15.0
     #: Series per drift signal kept in status and exported as metrics.
     top_series: int = 10
     #: Prometheus queries in flight at once across all monitors (protects Prometheus).
