@@ -62,9 +62,53 @@ class Plane:
     workdir: Path
 
 
+#: Rules the API server checks without the operator sending such a request: admission
+#: (OwnerReferencesPermissionEnforcement) asks whether the operator may update the owner's
+#: finalizers when it sets blockOwnerDeletion on what it creates.
+CHECKED_BY_ADMISSION = {("evergreen.dev", "modelmonitors/finalizers", "update")}
+
+
+def granted_rules(api: kubernetes.client.ApiClient, role: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule of a ClusterRole."""
+    cluster_role = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role(role)
+    return {
+        (group, resource, verb)
+        for rule in cluster_role.rules or []
+        for group in rule.api_groups or []
+        for resource in rule.resources or []
+        for verb in rule.verbs
+    }
+
+
+def used_rules(control_plane: ControlPlane, user: str) -> tuple[set[tuple[str, str, str]], list[str]]:
+    """What ``user`` asked of the API server (from the audit log), and what it was refused."""
+    used, refused = set(), []
+    for entry in control_plane.requests_of(user):
+        ref = entry.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        used.add((ref.get("apiGroup", ""), resource, entry["verb"]))
+        if (entry.get("responseStatus") or {}).get("code") == 403:
+            refused.append(f"{entry['verb']} {entry.get('requestURI')}")
+    return used, refused
+
+
+def _whole_suite(session: pytest.Session) -> bool:
+    """Whether every end-to-end test ran and passed (only then is "never used" meaningful)."""
+    folder = Path(__file__).parent
+    files = {path.name for path in folder.glob("test_*.py")}
+    ran = {Path(str(item.fspath)).name for item in session.items}
+    options = session.config.option
+    return files <= ran and not options.keyword and not options.markexpr and session.testsfailed == 0
+
+
 @pytest.fixture(scope="session")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    """The control plane, the node stand-in, third-party CRDs and the chart (cluster-wide)."""
+def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    """The control plane, the node stand-in, third-party CRDs and the chart (cluster-wide).
+
+    After a whole passing run, the chart's ClusterRole is compared with what the operator
+    really asked (the API server's audit log): a rule no code path used, or a request the chart
+    refused, fails the run, so the chart cannot drift from the code.
+    """
     workdir = tmp_path_factory.mktemp("control-plane")
     tools = k8s_tools()
     with ControlPlane(workdir) as control_plane:
@@ -83,6 +127,12 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
             token = service_account_token(api, release.namespace, release.service_account)
             yield Plane(control_plane, node, api, kubeconfig, tools, release, token, workdir)
             control_plane.check_alive()
+            user = f"system:serviceaccount:{release.namespace}:{release.service_account}"
+            used, refused = used_rules(control_plane, user)
+            assert not refused, f"the operator was refused requests under the chart's RBAC: {refused}"
+            if _whole_suite(request.session):
+                unused = granted_rules(api, release.name) - used - CHECKED_BY_ADMISSION
+                assert not unused, f"the chart grants what no code path used: {sorted(unused)}"
 
 
 @pytest.fixture

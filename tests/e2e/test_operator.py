@@ -352,3 +352,26 @@ def test_an_idle_monitor_costs_the_api_one_status_write_per_evaluation(
     )
     assert kinds[("patch", "modelmonitors/status")] <= evaluations + 1
     assert kinds[("get", "configmaps")] <= evaluations + 1
+
+
+@pytest.mark.usefixtures("baseline")
+def test_prometheus_credentials_come_from_a_secret_read_by_name(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    prometheus = {"url": live_prometheus.url, "bearerTokenSecret": {"name": "prometheus", "key": "token"}}
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", monitor_spec(prometheus=prometheus))
+        missing = wait_for(
+            "Ready=False MissingReference",
+            lambda: (c := cluster.condition("fraud", "Ready")) and c["reason"] == "MissingReference" and c,
+        )
+        assert missing["message"].startswith("spec.prometheus.bearerTokenSecret")
+        assert f"Secret {cluster.namespace}/prometheus does not exist" in missing["message"]
+        cluster.core.create_namespaced_secret(
+            cluster.namespace,
+            {"metadata": {"name": "prometheus"}, "stringData": {"token": "s3cr3t"}},  # type: ignore[arg-type]
+        )
+        wait_for("Ready once the Secret exists", lambda: ready(cluster, "fraud"))
+    # Read by name, never listed: the chart grants get only.
+    verbs = {verb for verb, resource, _ in cluster.operator_requests() if resource == "secrets"}
+    assert verbs == {"get"}
