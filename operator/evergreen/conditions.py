@@ -197,7 +197,12 @@ def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[Co
             "Evaluated",
             f"{evaluation.queries} queries answered at {evaluation.time.isoformat()}",
         )
-    if missing:
+    if rejected or invalid:
+        # A query Prometheus refused (or answered unusably) returned no data either.
+        unanswered = [*rejected, *invalid, *missing]
+        reason = "InvalidQuery" if rejected else "UnusableMetrics"
+        metrics = ConditionDraft(ConditionType.METRICS_AVAILABLE, F, reason, _problem_text(unanswered))
+    elif missing:
         metrics = ConditionDraft(ConditionType.METRICS_AVAILABLE, F, "NoData", _problem_text(missing))
     else:
         metrics = ConditionDraft(

@@ -9,6 +9,7 @@ the engine decides ``Retrain`` (ConceptDrift) within two evaluations.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -382,3 +383,71 @@ def test_bad_retraining_input_is_named_and_isolated(
         # The healthy monitor is not disturbed: it evaluates, decides and starts its run.
         wait_for("good's retraining Job", lambda: jobs(cluster, "good"))
         assert not jobs(cluster, "no-containers") and not jobs(cluster, "anonymous")
+
+
+def test_a_refused_workload_is_a_configuration_error_that_spends_no_budget(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    invalid = json.loads(json.dumps(JOB_TEMPLATE))
+    invalid["spec"]["template"]["spec"]["containers"][0]["name"] = "Not_A_DNS_Label"
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url, retry_seconds=2)):
+        cluster.create_monitor(
+            "fraud", spec(template=invalid, budget={"runs": 1, "per": "1h"}, giveUpAfter=1)
+        )
+        refused = wait_for(
+            "Retraining=False WorkloadRefused",
+            lambda: (
+                (c := cluster.condition("fraud", "Retraining")) and c["reason"] == "WorkloadRefused" and c
+            ),
+        )
+        assert "HTTP 422" in refused["message"] and "Not_A_DNS_Label" in refused["message"]
+        ready_condition = cluster.condition("fraud", "Ready")
+        assert ready_condition is not None
+        assert (ready_condition["status"], ready_condition["reason"]) == ("False", "WorkloadRefused")
+        cluster.wait_event("fraud", "Normal", "RetrainBlocked")
+        time.sleep(5)  # past the retry pause: refused again, and still nothing spent
+        status = retraining(cluster, "fraud")
+        assert status.get("runs", []) == [] and status.get("nextRun", 1) == 1
+        assert not status.get("gaveUp") and status.get("runsInWindow", 0) == 0
+        assert cluster.monitor("fraud")["status"]["decision"]["reason"] != "RetrainingNotHelping"
+
+        # Fixed in the spec: the run starts at once, and it is the first of the budget.
+        cluster.patch_spec(
+            "fraud", {"retraining": spec(budget={"runs": 1, "per": "1h"}, giveUpAfter=1)["retraining"]}
+        )
+        wait_for("a retraining Job", lambda: jobs(cluster, "fraud"))
+        assert retraining(cluster, "fraud")["runs"][0]["run"] == 1
+
+
+def test_a_missing_service_account_is_named_before_any_workload_exists(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", {**spec(), "serviceAccountName": "nobody"})
+        missing = wait_for(
+            "Retraining=False ServiceAccountNotFound",
+            lambda: (
+                (c := cluster.condition("fraud", "Retraining"))
+                and c["reason"] == "ServiceAccountNotFound"
+                and c
+            ),
+        )
+        assert missing["message"].startswith("spec.serviceAccountName:")
+        assert f"ServiceAccount {cluster.namespace}/nobody does not exist" in missing["message"]
+        assert not jobs(cluster, "fraud")
+        cluster.create_service_account("nobody")
+        wait_for("a retraining Job once it exists", lambda: jobs(cluster, "fraud"), timeout=30)
+
+
+def test_observe_mode_makes_no_retraining_request(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", {**spec(), "mode": "Observe"})
+        blocked = wait_for("a Retrain decided and held", lambda: retraining(cluster, "fraud").get("blocked"))
+        assert blocked["reason"] == "Observe"
+        time.sleep(3)
+    # Not a discovery, not a Job read, not a ServiceAccount read: only the monitor's own writes.
+    touched = {resource for _, resource, _ in cluster.operator_requests()}
+    assert touched <= {"modelmonitors/status", "events"}, touched
+    assert not any(reason == "RetrainingFailed" for _, reason, _ in cluster.events("fraud"))

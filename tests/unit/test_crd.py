@@ -66,6 +66,7 @@ def test_status_subresource_printer_columns_and_names() -> None:
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Drift"] == ".status.lastEvaluation.drift.maxScore"
     assert {"Reason", "Model", "Age"} <= set(columns)
+    assert columns["Reason"] == ".status.decision.reason"  # beside Decision, not the Ready reason
     assert crd["spec"]["names"]["shortNames"] == ["mm"]
     assert crd["spec"]["names"]["categories"] == ["evergreen"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from evergreen.actuators.workload_outcome import parse_time
+from evergreen.actuators.workload_outcome import WorkloadPhase, parse_time, workload_state
 from evergreen.actuators.workload_template import RUN_LABEL, RunContext, render_workload, run_selector
 from evergreen.api.decisions import Action, Decision, Scope
 from evergreen.api.durations import parse_duration
@@ -440,7 +440,12 @@ class RetrainingActuator:
         workload = await self.workloads.get(resource, monitor.namespace, run.name)
         foreign = workload is not None and not _owned_by(workload, monitor.uid)
         pods: list[dict[str, Any]] = []
-        if workload is not None and not foreign and spec.retraining.result.field_path is None:
+        # Pods are read once the workload has finished (its result, or why it failed).
+        finished = workload is not None and (
+            workload_state(workload, spec.retraining.success, spec.retraining.failure).state
+            is not WorkloadPhase.RUNNING
+        )
+        if workload is not None and not foreign and finished:
             selector = ",".join(f"{k}={v}" for k, v in run_selector(monitor.name, run.run).items())
             pods = await self.workloads.pods(monitor.namespace, selector)
             if not pods and resource.group == "batch" and resource.kind == "Job":

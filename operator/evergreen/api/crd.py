@@ -184,7 +184,9 @@ def _printer_columns() -> list[dict[str, Any]]:
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
         {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
         {"name": "Decision", "type": "string", "jsonPath": ".status.decision.action"},
-        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+        # The decision's reason beside the decision (the Ready reason shows with -o wide).
+        {"name": "Reason", "type": "string", "jsonPath": ".status.decision.reason"},
+        {"name": "Status", "type": "string", "jsonPath": f"{ready}.reason", "priority": 1},
         {
             "name": "Drift",
             "type": "number",

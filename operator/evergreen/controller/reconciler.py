@@ -11,19 +11,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from evergreen.actuators.delivery import DeliveryActuator
-from evergreen.actuators.retraining import RetrainingActuator, RetrainingStep, validate_template
+from evergreen.actuators.retraining import REFUSALS, RetrainingActuator, RetrainingStep, validate_template
 from evergreen.actuators.routing.base import ServingNotReady
 from evergreen.api.decisions import Decision
 from evergreen.api.delivery import RolloutSpec, RolloutStatus
 from evergreen.api.durations import parse_duration
 from evergreen.api.resource import parse_spec, parse_status
+from evergreen.api.retraining import RetrainingStatus
 from evergreen.api.spec import HistogramDrift, Mode, ModelMonitorSpec
 from evergreen.api.status import CheckState, Condition, ConditionStatus, ConditionType, ModelMonitorStatus
 from evergreen.conditions import (
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 #: creates is owned by the monitor and garbage-collected), so other monitors delete at once,
 #: with or without the operator running.
 GIVE_BACK_FINALIZER = "evergreen.dev/give-back"
+#: Retraining condition reasons that mean the configuration or the cluster keeps retraining from
+#: ever running; they make the monitor not Ready.
+RETRAINING_MISCONFIGURED = frozenset({"UnknownKind", "WorkloadRefused", "ServiceAccountNotFound"})
 #: The finalizer earlier releases kept on every monitor; removed wherever it is seen.
 LEGACY_FINALIZER = "evergreen.dev/finalizer"
 
@@ -104,6 +108,16 @@ def fresh_decision(spec: ModelMonitorSpec, decision: Decision | None, now: datet
     return decision if now - decision.time <= horizon else None
 
 
+def _fresh_spec_clears_refusal(
+    retraining: RetrainingStatus, observed: int | None, generation: int | None
+) -> RetrainingStatus:
+    """A changed spec may have fixed what the cluster refused: try again at once."""
+    blocked = retraining.blocked
+    if observed == generation or blocked is None or blocked.reason not in REFUSALS:
+        return retraining
+    return retraining.model_copy(update={"blocked": None})
+
+
 def _returned(rollout: RolloutSpec, version: str | None, why: str) -> EventRecord:
     """The Event of giving serving back: which Deployment serves which version now."""
     deployment = rollout.target.deployment
@@ -151,7 +165,11 @@ class MonitorReconciler:
         self.telemetry = telemetry
         self.sources = sources or SourcePool(telemetry, settings.max_concurrent_queries)
         self.bundles = CaBundles()
-        self.retraining = RetrainingActuator(kube, poll_seconds=settings.workload_poll_seconds)
+        self.retraining = RetrainingActuator(
+            kube,
+            poll_seconds=settings.workload_poll_seconds,
+            refusal_retry=timedelta(seconds=settings.retry_seconds),
+        )
         self.delivery = DeliveryActuator(kube)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Monotonic time of the last completed reconcile step (for the liveness probe).
@@ -256,7 +274,7 @@ class MonitorReconciler:
                 step = await self.retraining.reconcile(
                     body,
                     spec,
-                    new_status.retraining,
+                    _fresh_spec_clears_refusal(new_status.retraining, status.observed_generation, generation),
                     fresh_decision(spec, new_status.decision, now),
                     new_status.current_version,
                     now,
@@ -271,9 +289,12 @@ class MonitorReconciler:
                 )
                 events += failure
             else:
-                conditions = merge_conditions(
-                    new_status.conditions, [step.draft], now=now, generation=generation
-                )
+                drafts = [step.draft]
+                if step.draft.reason in RETRAINING_MISCONFIGURED:
+                    # Retraining can never run as configured: the monitor is not ready, whatever
+                    # its metrics say (the reason and message point at the fix).
+                    drafts.append(replace(step.draft, type=ConditionType.READY))
+                conditions = merge_conditions(new_status.conditions, drafts, now=now, generation=generation)
                 events += step.events
                 new_status = new_status.model_copy(
                     update={"retraining": step.status, "conditions": conditions}

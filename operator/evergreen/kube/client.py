@@ -126,8 +126,9 @@ class KubeApi:
                 _content_type="application/json-patch+json",
             )
         except ApiException as error:
-            if error.status in (409, 422):
+            if error.status == 409 or _failed_test(error):
                 raise Conflict(f"ModelMonitor {namespace}/{name} changed while it was evaluated") from error
+            # Any other 422: the status itself is invalid; retrying the same write cannot help.
             raise ClusterError(
                 f"writing status of ModelMonitor {namespace}/{name}: HTTP {error.status} {error.reason}"
             ) from error
@@ -156,7 +157,7 @@ class KubeApi:
                 _content_type="application/json-patch+json",
             )
         except ApiException as error:
-            if error.status in (409, 422):
+            if error.status == 409 or _failed_test(error):
                 raise Conflict(
                     f"ModelMonitor {namespace}/{name} changed while its finalizers were set"
                 ) from error
@@ -474,7 +475,7 @@ class ObjectApi:
         try:
             return await self._call_json_patch(path, operations)
         except ApiException as error:
-            if error.status == 409 or (error.status == 422 and "test" in _status_message(error).lower()):
+            if error.status == 409 or _failed_test(error):
                 raise Conflict(f"{resource.kind} {namespace}/{name} changed since it was read") from error
             raise _write_error(error, f"patching {resource.kind} {namespace}/{name}") from error
 
@@ -553,6 +554,12 @@ def _object_path(resource: Resource, namespace: str, name: str | None = None) ->
     root = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
     path = f"{root}/namespaces/{namespace}/{resource.plural}"
     return f"{path}/{name}" if name is not None else path
+
+
+def _failed_test(error: ApiException) -> bool:
+    """A JSON patch whose ``test`` operation failed: the object changed since it was read."""
+    message = _status_message(error).lower()
+    return error.status == 422 and "test" in message and "fail" in message
 
 
 def _describe(error: ApiException) -> str:

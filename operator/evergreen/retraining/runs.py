@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from evergreen.actuators.workload_outcome import WorkloadPhase, workload_result, workload_state
+from evergreen.actuators.workload_outcome import (
+    WorkloadPhase,
+    termination_message,
+    workload_result,
+    workload_state,
+)
 from evergreen.api.decisions import Scope
 from evergreen.api.durations import parse_duration
 from evergreen.api.retraining import (
@@ -115,8 +120,11 @@ def advance_run(
         run = run.model_copy(update={"outcome": RunOutcome.RUNNING, "started": run.started or now})
     state = workload_state(workload, spec.success, spec.failure)
     if state.state is WorkloadPhase.FAILED:
+        said = termination_message(observed.pods)
+        # What the training container said on its way out is usually the actual reason.
+        detail = f"; its container said: {said.strip()[:500]}" if said else ""
         return _finished(
-            run, RunOutcome.FAILED, f"the workload failed: {state.message}", state.finished_at or now
+            run, RunOutcome.FAILED, f"the workload failed: {state.message}{detail}", state.finished_at or now
         )
     if state.state is not WorkloadPhase.SUCCEEDED:
         started = run.started or run.created
