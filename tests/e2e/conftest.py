@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,7 +45,7 @@ from tests.support.cluster import (
 from tests.support.control_plane import ControlPlane
 from tests.support.kubelet import NodeStandIn
 
-__all__ = ["Cluster", "OperatorProcess", "operator_settings", "wait_for"]
+__all__ = ["Cluster", "OperatorProcess", "OperatorSubprocess", "operator_settings", "wait_for"]
 
 #: The release namespace of the cluster-wide chart install every test's operator runs under.
 RELEASE_NAMESPACE = "evergreen-system"
@@ -269,3 +271,44 @@ def traffic(live_traffic: LiveModelTraffic) -> Iterator[LiveModelTraffic]:
     yield live_traffic
     live_traffic.reset()
     live_traffic.resume()
+
+
+class OperatorSubprocess:
+    """``evergreen run`` as its own process with the chart's token, as in a pod: it can be
+    killed with SIGKILL (no cleanup, no last write) and started again."""
+
+    def __init__(self, cluster: Cluster, prometheus_url: str, *extra: str) -> None:
+        token = str(cluster.operator_configuration.api_key["authorization"]).split()[1]
+        self.kubeconfig = cluster.plane.kubeconfig(cluster.workdir / "operator.kubeconfig", token=token)
+        self.log = cluster.workdir / "operator.log"
+        self.argv = [
+            sys.executable, "-m", "evergreen.cli", "run",
+            "--kubeconfig", str(self.kubeconfig),
+            "--prometheus-url", prometheus_url,
+            "--tick", "0.25", "--retry", "0.5", "--workload-poll", "0.5",
+            "--metrics-port", "0", "--health-port", "0", "--bind-address", "127.0.0.1",
+            *extra,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorSubprocess:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the process ends wherever it is."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def __enter__(self) -> OperatorSubprocess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
