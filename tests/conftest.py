@@ -1,6 +1,6 @@
 """Suite-wide settings.
 
-With ``EVERGREEN_REQUIRE_BINARIES=1`` (set by CI) a missing prometheus, promtool or chromium fails the
+With ``EVERGREEN_REQUIRE_BINARIES=1`` (set by CI) a missing prometheus, promtool, chromium or etcd fails the
 run instead of skipping the tests that need it, so CI cannot go green by testing less, and
 hypothesis runs derandomized.
 """
@@ -23,7 +23,7 @@ settings.load_profile("ci" if os.environ.get("EVERGREEN_REQUIRE_BINARIES") == "1
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("EVERGREEN_REQUIRE_BINARIES") != "1":
         return
-    missing = [name for name in ("prometheus", "promtool", "chromium") if shutil.which(name) is None]
+    missing = [name for name in ("prometheus", "promtool", "chromium", "etcd") if shutil.which(name) is None]
     if missing:
         raise pytest.UsageError(f"EVERGREEN_REQUIRE_BINARIES=1 but {', '.join(missing)} not on PATH")
 
