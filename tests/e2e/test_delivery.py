@@ -421,3 +421,52 @@ def test_deleting_the_monitor_after_a_promotion_keeps_the_promoted_version_servi
         assert services(cluster) == {"fraud"}
         message = cluster.wait_event("fraud", "Normal", "ServingReturned")
         assert "Deployment fraud serves v2 again" in message
+
+
+def test_another_field_manager_and_evergreen_leave_each_other_alone(
+    serving: Cluster, live_prometheus: PrometheusServer, two_versions: LiveModelTraffic
+) -> None:
+    """What docs/delivery.md tells GitOps users to ignore is exactly what Evergreen manages."""
+    cluster = serving
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", spec(stepInterval="1h"))  # stays at the first step
+        wait_for(
+            "the team's Deployment handed over", lambda: deployments(cluster).get("fraud") == 0, timeout=60
+        )
+
+        # A GitOps tool re-applies the team's manifest (server-side, without replicas, as the
+        # docs say), adding a label of its own.
+        team_template = next(d for d in listing(cluster, "deployments") if d["metadata"]["name"] == "fraud")[
+            "spec"
+        ]["template"]
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "fraud", "labels": {"app": "fraud", "team": "fraud"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "fraud"}},
+                "template": team_template,
+            },
+        }
+        path = cluster.workdir / "team-deployment.yaml"
+        path.write_text(yaml.safe_dump(manifest))
+        cluster.kubectl(
+            "apply", "--server-side", "--field-manager=gitops", "-n", cluster.namespace, "-f", str(path)
+        )
+        before = len(cluster.operator_requests())
+        time.sleep(4)
+        team = next(d for d in listing(cluster, "deployments") if d["metadata"]["name"] == "fraud")
+        evergreen_writes = [
+            r for r in cluster.operator_requests()[before:] if r[1] == "deployments" and r[2] == "fraud"
+        ]
+    assert team["spec"]["replicas"] == 0  # Evergreen's field survived the apply
+    assert team["metadata"]["labels"]["team"] == "fraud"  # and the other manager's field stays
+    assert not [r for r in evergreen_writes if r[0] != "get"], evergreen_writes  # no tug of war
+    managers = {entry["manager"]: entry for entry in team["metadata"]["managedFields"]}
+    ours = managers["evergreen"]["fieldsV1"]
+    assert set(ours) == {"f:metadata", "f:spec"}
+    assert set(ours["f:spec"]) == {"f:replicas"}
+    assert set(ours["f:metadata"]["f:annotations"]) == {
+        "f:evergreen.dev/original-replicas",
+        "f:evergreen.dev/adopted-version",
+    }

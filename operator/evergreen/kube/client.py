@@ -24,6 +24,10 @@ from evergreen.errors import ClusterError, MissingReference
 
 R = TypeVar("R")
 
+#: The field manager of every write the operator makes (``metadata.managedFields``): GitOps
+#: tools can ignore exactly the fields it manages (see docs/delivery.md).
+FIELD_MANAGER = "evergreen"
+
 
 def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> k8s.Configuration:
     """In-cluster credentials when running in a pod, else a kubeconfig file."""
@@ -124,6 +128,7 @@ class KubeApi:
                 patch,
                 # The client would send a list as a merge patch; this is a JSON patch.
                 _content_type="application/json-patch+json",
+                field_manager=FIELD_MANAGER,
             )
         except ApiException as error:
             if error.status == 409 or _failed_test(error):
@@ -155,6 +160,7 @@ class KubeApi:
                 name,
                 operations,
                 _content_type="application/json-patch+json",
+                field_manager=FIELD_MANAGER,
             )
         except ApiException as error:
             if error.status == 409 or _failed_test(error):
@@ -212,7 +218,9 @@ class KubeApi:
             reporting_instance=self.component,
         )
         try:
-            await self._call(self.core.create_namespaced_event, about.namespace, body)
+            await self._call(
+                self.core.create_namespaced_event, about.namespace, body, field_manager=FIELD_MANAGER
+            )
         except ApiException as error:
             raise ClusterError(
                 f"posting Event {reason} for {about.namespace}/{about.name}: HTTP {error.status}"
@@ -333,6 +341,7 @@ class WorkloadApi:
                 namespace,
                 resource.plural,
                 dict(body),
+                field_manager=FIELD_MANAGER,
             )
         except ApiException as error:
             if error.status == 409:
@@ -532,6 +541,9 @@ class ObjectApi:
         content_type: str | None,
     ) -> dict[str, Any]:
         api = self.kube._api
+        if method in ("POST", "PATCH", "PUT"):
+            # One field manager for every write, so managedFields say which fields are Evergreen's.
+            query = [*(query or []), ("fieldManager", FIELD_MANAGER)]
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
