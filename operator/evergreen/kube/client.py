@@ -569,9 +569,19 @@ def _object_path(resource: Resource, namespace: str, name: str | None = None) ->
 
 
 def _failed_test(error: ApiException) -> bool:
-    """A JSON patch whose ``test`` operation failed: the object changed since it was read."""
-    message = _status_message(error).lower()
-    return error.status == 422 and "test" in message and "fail" in message
+    """A JSON patch that could not be applied, which for Evergreen's patches means that one of
+    its ``test`` operations failed: the object changed since it was read. The API server says
+    only "the server rejected our request due to an error in our request" (422) with no field
+    causes; an object that fails validation gets a 422 that names its fields."""
+    import json
+
+    if error.status != 422:
+        return False
+    try:
+        details = json.loads(error.body or "{}").get("details") or {}
+    except (TypeError, ValueError):
+        return False
+    return not details.get("causes")
 
 
 def _describe(error: ApiException) -> str:
