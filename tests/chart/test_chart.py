@@ -103,21 +103,20 @@ Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 #: What the operator may do to objects in a watched namespace.
 NAMESPACED_RULES: set[Rule] = {
-    *{("evergreen.dev", "modelmonitors", v) for v in ("get", "list", "watch", "patch", "update")},
-    *{("evergreen.dev", "modelmonitors/status", v) for v in ("get", "patch", "update")},
+    *{("evergreen.dev", "modelmonitors", v) for v in ("get", "list", "watch", "patch")},
+    ("evergreen.dev", "modelmonitors/status", "patch"),
+    ("evergreen.dev", "modelmonitors/finalizers", "update"),
     ("", "events", "create"),
-    ("", "events", "patch"),
     ("", "secrets", "get"),
     ("", "configmaps", "get"),
+    ("", "serviceaccounts", "get"),
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
     ("", "pods", "list"),
     *{("apps", "deployments", v) for v in ("get", "list", "create", "patch", "delete")},
     *{("", "services", v) for v in ("get", "list", "create", "patch", "delete")},
 }
-CRD_RULES: set[Rule] = {
-    ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
-}
+CRD_RULES: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 NAMESPACE_RULES: set[Rule] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 

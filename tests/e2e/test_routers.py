@@ -646,3 +646,18 @@ def test_a_renamed_route_replaces_the_old_one(gateway_world: World) -> None:
     state = world.reconcile(ServingPlan("v1"), router)
     assert world.route("fraud-route") is None and world.route("fraud-route-2") is not None
     assert state.weights == {"v1": 100}
+
+
+def test_a_change_of_the_team_service_reaches_the_version_services(replicas_world: World) -> None:
+    world = replicas_world
+    adopt(world, ServingPlan("v1"))
+    assert world.service("fraud-svc-v1")["spec"]["ports"][0]["port"] == 80  # type: ignore[index]
+    world.cluster.core.patch_namespaced_service(
+        "fraud-svc",
+        world.cluster.namespace,
+        {"spec": {"ports": [{"name": "http", "port": 8081, "targetPort": "http"}]}},
+    )
+    world.reconcile(ServingPlan("v1"))
+    ports = world.service("fraud-svc-v1")["spec"]["ports"]  # type: ignore[index]
+    assert [(p["name"], p["port"]) for p in ports] == [("http", 8081)]
+    assert any(write.startswith("patch Service fraud-svc-v1") for write in world.objects.writes)

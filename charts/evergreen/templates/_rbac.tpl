@@ -10,24 +10,25 @@ wildcards. A feature that needs more access adds one rule to the right list:
 */}}
 
 {{- define "evergreen.rules.namespaced" -}}
-# The ModelMonitors: watch them, and patch the annotations and finalizer kopf keeps on them.
+# The ModelMonitors: list and watch them (the watch is the operator's cache), read one again
+# after a conflicting write, and patch the give-back finalizer while Evergreen serves versions.
 - apiGroups: ["evergreen.dev"]
   resources: ["modelmonitors"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 # Owner references with blockOwnerDeletion on what Evergreen creates (run workloads, version
 # Deployments and Services): the API server requires update on the owner's finalizers for
 # that (OwnerReferencesPermissionEnforcement admission, on by default in OpenShift).
 - apiGroups: ["evergreen.dev"]
   resources: ["modelmonitors/finalizers"]
   verbs: ["update"]
-# Their status: conditions, the last evaluation and the schedule.
+# Their status: conditions, the last evaluation and the schedule (one guarded JSON patch).
 - apiGroups: ["evergreen.dev"]
   resources: ["modelmonitors/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # Events on a ModelMonitor (DriftDetected, KPIBreached, PrometheusUnavailable, ...).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 # Prometheus credentials and CA bundles a ModelMonitor names in its own namespace. Read by
 # name only: without list or watch the operator cannot enumerate Secrets.
 - apiGroups: [""]
@@ -80,7 +81,7 @@ wildcards. A feature that needs more access adds one rule to the right list:
 # upgraded or removed.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{- define "evergreen.rules.namespaceDiscovery" -}}
