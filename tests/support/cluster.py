@@ -65,28 +65,21 @@ class Release:
     service_account: str
 
 
-def helm(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> str:
+def _run(binary: Path, kubeconfig: Path, args: tuple[str, ...], timeout: float) -> str:
     result = subprocess.run(  # noqa: PLW1510 (the exit code is checked below, with stderr)
-        [str(tools.helm), "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [str(binary), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        raise AssertionError(f"{binary.name} {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
+
+
+def helm(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> str:
+    return _run(tools.helm, kubeconfig, args, timeout)
 
 
 def kubectl(tools: Tools, kubeconfig: Path, *args: str, timeout: float = 120) -> str:
-    result = subprocess.run(  # noqa: PLW1510 (the exit code is checked below, with stderr)
-        [str(tools.kubectl), "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
+    return _run(tools.kubectl, kubeconfig, args, timeout)
 
 
 def install_chart(
