@@ -78,9 +78,9 @@ FULL_SPEC: dict[str, Any] = {
         "minSamples": 500,
         "versionLabel": "version",
     },
-    "dataQuality": [{"name": "null-rate", "query": "max(null_rate{model=\"{{model}}\"})", "max": 0.05}],
+    "dataQuality": [{"name": "null-rate", "query": 'max(null_rate{model="{{model}}"})', "max": 0.05}],
     "kpis": [
-        {"name": "precision", "query": "avg(precision{model=\"{{model}}\"})", "min": 0.88, "onNoData": "Hold"}
+        {"name": "precision", "query": 'avg(precision{model="{{model}}"})', "min": 0.88, "onNoData": "Hold"}
     ],
     "policy": {
         "persistence": {"of": 3, "needed": 2},
@@ -198,7 +198,10 @@ class MonitorServer:
             created = self.dry_run(body, validation)
         except ApiException as error:
             answer = json.loads(error.body)
-            causes = [(c.get("field", ""), c.get("message", "")) for c in answer.get("details", {}).get("causes", [])]
+            causes = [
+                (c.get("field", ""), c.get("message", ""))
+                for c in answer.get("details", {}).get("causes", [])
+            ]
             return Refusal(error.status, answer.get("message", ""), causes)
         pytest.fail(f"the API server accepted it: {json.dumps(created.get('spec'))[:400]}")
 
@@ -276,7 +279,14 @@ def _walk(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]
 
 
 _NOT_MATCHING = ("has space", "UPPER_and-lower!", "-", "0")
-_WRONG_TYPE = {"string": 5, "integer": "five", "number": "five", "boolean": "yes", "object": "text", "array": "text"}
+_WRONG_TYPE = {
+    "string": 5,
+    "integer": "five",
+    "number": "five",
+    "boolean": "yes",
+    "object": "text",
+    "array": "text",
+}
 
 
 def _not_matching(pattern: str, max_length: int | None) -> str:
@@ -336,7 +346,12 @@ def schema_rows() -> list[Row]:
 
 #: The CEL rules (x-kubernetes-validations), each broken where it applies.
 CEL_ROWS = [
-    Row("drift critical below warning", {"spec.drift.critical": 0.05}, "spec.drift", "critical must be >= warning"),
+    Row(
+        "drift critical below warning",
+        {"spec.drift.critical": 0.05},
+        "spec.drift",
+        "critical must be >= warning",
+    ),
     Row(
         "predictionDrift critical below warning",
         {"spec.predictionDrift.critical": 0.01},
@@ -441,14 +456,21 @@ GOOD_SPECS = {
         FULL_SPEC,
         {
             "spec.prometheus.bearerTokenSecret": ABSENT,
-            "spec.prometheus.basicAuth": {"username": {"name": "a", "key": "u"}, "password": {"name": "a", "key": "p"}},
+            "spec.prometheus.basicAuth": {
+                "username": {"name": "a", "key": "u"},
+                "password": {"name": "a", "key": "p"},
+            },
             "spec.prometheus.tls": {"caSecret": {"name": "ca", "key": "ca.crt"}},
         },
     ),
     "a custom workload with a status field": changed(
         FULL_SPEC,
         {
-            "spec.retraining.template": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {}},
+            "spec.retraining.template": {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Workflow",
+                "spec": {},
+            },
             "spec.retraining.success": {"fieldPath": "status.phase", "values": ["Succeeded"]},
             "spec.retraining.result": {"terminationMessage": False, "fieldPath": "status.outputs.parameters"},
         },
@@ -495,7 +517,9 @@ def test_the_server_fills_the_documented_defaults_as_the_operator_does(server: M
     defaults = {path: node["default"] for path, node, _ in _walk(_spec_schema(), "spec") if "default" in node}
     assert len(defaults) > 40
     # The router's default (Replicas) takes no gateway: it is left out of a spec without one.
-    replicas_spec = changed(FULL_SPEC, {"spec.rollout.gateway": ABSENT, "spec.rollout.candidateReplicas": ABSENT})
+    replicas_spec = changed(
+        FULL_SPEC, {"spec.rollout.gateway": ABSENT, "spec.rollout.candidateReplicas": ABSENT}
+    )
     router = "spec.rollout.router"
     for base, left_out in [
         (FULL_SPEC, {path: value for path, value in defaults.items() if path != router}),
@@ -507,7 +531,9 @@ def test_the_server_fills_the_documented_defaults_as_the_operator_does(server: M
         for path, default in left_out.items():
             assert lookup(stripped, path) is ABSENT
             assert lookup(created, path) == default, f"{path}: server filled {lookup(created, path)!r}"
-            assert lookup(operator, path) == default, f"{path}: the operator defaults to {lookup(operator, path)!r}"
+            assert lookup(operator, path) == default, (
+                f"{path}: the operator defaults to {lookup(operator, path)!r}"
+            )
 
 
 def test_the_server_prunes_unknown_fields_but_keeps_the_workload_template(server: MonitorServer) -> None:
@@ -548,7 +574,9 @@ def test_strict_field_validation_names_each_unknown_field(server: MonitorServer)
 
 def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorServer) -> None:
     name = "columns"
-    server.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, server.body(FULL_SPEC, name))
+    server.custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, server.body(FULL_SPEC, name)
+    )
     try:
         status = {
             "conditions": [
@@ -572,7 +600,14 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
                 "time": "2026-12-07T10:00:00Z",
                 "durationSeconds": 0.2,
                 "queries": 4,
-                "drift": {"method": "psi", "series": 8, "noData": 0, "warning": 1, "critical": 1, "maxScore": 0.31},
+                "drift": {
+                    "method": "psi",
+                    "series": 8,
+                    "noData": 0,
+                    "warning": 1,
+                    "critical": 1,
+                    "maxScore": 0.31,
+                },
             },
         }
         server.custom.patch_namespaced_custom_object_status(
@@ -582,7 +617,9 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
         header, row = table.splitlines()
         assert header.split() == ["NAME", "MODEL", "MODE", "READY", "DECISION", "REASON", "DRIFT", "AGE"]
         assert row.split()[:7] == [name, "fraud-detector", "Enforce", "True", "Retrain", "Evaluated", "0.31"]
-        by_category = kubectl(plane.tools, plane.kubeconfig, "get", "evergreen", "-n", NAMESPACE, "-o", "name")
+        by_category = kubectl(
+            plane.tools, plane.kubeconfig, "get", "evergreen", "-n", NAMESPACE, "-o", "name"
+        )
         assert by_category.split() == [f"modelmonitor.{GROUP}/{name}"]
     finally:
         server.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
