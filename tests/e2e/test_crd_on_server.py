@@ -197,7 +197,7 @@ class MonitorServer:
         try:
             created = self.dry_run(body, validation)
         except ApiException as error:
-            answer = json.loads(error.body)
+            answer = json.loads(error.body or "{}")
             causes = [
                 (c.get("field", ""), c.get("message", ""))
                 for c in answer.get("details", {}).get("causes", [])
@@ -210,7 +210,9 @@ class MonitorServer:
 def server(plane: Plane) -> Iterator[MonitorServer]:
     """One namespace for the whole module: every row is a dry run in it."""
     core = kubernetes.client.CoreV1Api(plane.api)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=NAMESPACE))
+    )
     yield MonitorServer(plane.api, NAMESPACE)
     core.delete_namespace(NAMESPACE)
 
@@ -311,7 +313,10 @@ def schema_rows() -> list[Row]:
     rows: list[Row] = []
     for path, node, parent in _walk(_spec_schema(), "spec"):
         kind = node.get("type")
-        at = lambda value, path=path: {path: value}  # noqa: E731
+
+        def at(value: Any, path: str = path) -> dict[str, Any]:
+            return {path: value}
+
         if kind in _WRONG_TYPE and not path.endswith(".template"):
             rows.append(Row(f"{path}:type", at(_WRONG_TYPE[kind]), path, "must be of type"))
         if "enum" in node:
@@ -562,7 +567,7 @@ def test_strict_field_validation_names_each_unknown_field(server: MonitorServer)
     try:
         server.dry_run(body, validation="Strict")
     except ApiException as error:
-        message = json.loads(error.body)["message"]
+        message = json.loads(error.body or "{}")["message"]
         assert 'unknown field "spec.colour"' in message
         assert 'unknown field "spec.drift.threshold"' in message
     else:

@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 import pytest
@@ -64,28 +64,31 @@ class Schemas:
         options: dict[str, Any] = {"dry_run": "All", "field_validation": "Strict"}
         if body["kind"] == "Service":  # the core group has no /apis/<group> path
             typed = kubernetes.client.CoreV1Api(self.api).create_namespaced_service(
-                NAMESPACE, body, **options
+                NAMESPACE, cast(Any, body), **options
             )
-            created: dict[str, Any] = self.api.sanitize_for_serialization(typed)
-            return created
+            served: dict[str, Any] = self.api.sanitize_for_serialization(typed)  # type: ignore[no-untyped-call]
+            return served
         # Untyped for every other kind, so no client-side model stands between the body and the server.
         group, version, plural = KINDS[body["kind"]]
         custom = kubernetes.client.CustomObjectsApi(self.api)
         created = custom.create_namespaced_custom_object(group, version, NAMESPACE, plural, body, **options)
+        assert isinstance(created, dict)
         return created
 
     def refusal(self, body: dict[str, Any]) -> tuple[int, str]:
         try:
             self.dry_run(body)
         except ApiException as error:
-            return error.status, str(json.loads(error.body).get("message", ""))
+            return error.status, str(json.loads(error.body or "{}").get("message", ""))
         pytest.fail(f"the server accepted {body['kind']} {body['metadata']['name']}")
 
 
 @pytest.fixture(scope="module")
 def schemas(plane: Plane) -> Iterator[Schemas]:
     core = kubernetes.client.CoreV1Api(plane.api)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=NAMESPACE))
+    )
     yield Schemas(plane.api)
     core.delete_namespace(NAMESPACE)
 
