@@ -431,6 +431,69 @@ def test_the_table_reaches_every_rule_of_the_schema() -> None:
     assert len(ROWS) > 250
 
 
+DOCS = Path(__file__).parents[2] / "docs" / "modelmonitor.md"
+_DOC_RULES = [
+    (re.compile(r"^pattern `"), "pattern"),
+    (re.compile(r"^format "), "format"),
+    (re.compile(r"^[>≥] "), "minimum"),
+    (re.compile(r"^[<≤] "), "maximum"),
+    (re.compile(r"^(not empty|at least \d+ characters)$"), "minLength"),
+    (re.compile(r"^at most \d+ characters$"), "maxLength"),
+    (re.compile(r"^at least (one|\d+) items?$"), "minItems"),
+    (re.compile(r"^at most \d+ items$"), "maxItems"),
+]
+
+
+def documented_rules() -> Iterator[tuple[str, str]]:
+    """(field, keyword or CEL message) of every rule in the reference's table; list items at [0]."""
+    for line in DOCS.read_text().splitlines():
+        if not line.startswith("| `spec."):
+            continue
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        field = cells[0].strip("`").replace("[]", "[0]")
+        if cells[2] == "yes":
+            yield field, "required"
+        if not field.endswith(".template"):  # any workload: an object of any shape
+            yield field, "type"
+        if "`" in cells[1]:
+            yield (f"{field}[0]" if cells[1].startswith("list of") else field), "enum"
+        for text in filter(None, cells[4].replace("\\|", "|").split("; ")):
+            if text.startswith("default `"):
+                continue  # the defaults test covers them
+            at = f"{field}[0]" if text.startswith("each item: ") else field
+            rule = text.removeprefix("each item: ")
+            yield at, next((kind for pattern, kind in _DOC_RULES if pattern.search(rule)), rule)
+
+
+def test_every_rule_the_reference_documents_has_a_row() -> None:
+    """docs/modelmonitor.md lists each field's rules: each one is a row of this table."""
+    covered = {(row.field, row.id.rsplit(":", 1)[1]) for row in ROWS if ":" in row.id}
+    covered |= {(row.field, row.says) for row in CEL_ROWS}
+    documented = list(documented_rules())
+    assert len(documented) > 350
+    missing = [rule for rule in documented if rule not in covered]
+    assert not missing, f"documented rules without a row: {missing}"
+
+
+def _documented_inclusive_bounds() -> Iterator[tuple[str, float]]:
+    for line in DOCS.read_text().splitlines():
+        if line.startswith("| `spec."):
+            field = line.split("`")[1].replace("[]", "[0]")
+            for bound in re.findall(r"[≥≤] (-?[0-9.]+)", line):
+                yield field, float(bound)
+
+
+@pytest.mark.parametrize(("field", "bound"), list(_documented_inclusive_bounds()))
+def test_a_documented_inclusive_bound_is_accepted(server: MonitorServer, field: str, bound: float) -> None:
+    """ "≥ 1" in the reference means 1 is accepted (and "< 1" that it is not: the rows above)."""
+    value = int(bound) if _spec_node(field).get("type") == "integer" else bound
+    server.dry_run(server.body(changed(FULL_SPEC, {field: value})))
+
+
+def _spec_node(path: str) -> dict[str, Any]:
+    return next(node for at, node, _ in _walk(_spec_schema(), "spec") if at == path)
+
+
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
 def test_the_server_refuses_a_broken_rule_naming_the_field(server: MonitorServer, row: Row) -> None:
     spec = changed(row.base or FULL_SPEC, row.changes)

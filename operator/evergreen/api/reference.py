@@ -30,20 +30,39 @@ def _rules(node: Schema) -> str:
     parts = []
     if "default" in node:
         parts.append(f"default `{node['default']}`")
+    parts.extend(_value_rules(node))
+    if "minItems" in node:
+        parts.append("at least one item" if node["minItems"] == 1 else f"at least {node['minItems']} items")
+    if "maxItems" in node:
+        parts.append(f"at most {node['maxItems']} items")
+    for rule in node.get("x-kubernetes-validations", []):
+        parts.append(rule["message"])
+    items = node.get("items")
+    if isinstance(items, dict):
+        # Rules of each item: a scalar item's value rules, an object item's cross-field rules.
+        each = _value_rules(items) + [rule["message"] for rule in items.get("x-kubernetes-validations", [])]
+        parts.extend(f"each item: {rule}" for rule in each)
+    return "; ".join(parts).replace("|", "\\|")
+
+
+def _value_rules(node: Schema) -> list[str]:
+    """The rules on one value: its pattern, bounds and length."""
+    parts = []
     if "pattern" in node:
         parts.append(f"pattern `{node['pattern']}`")
+    if "format" in node:
+        parts.append(f"format {node['format']}")
     if "minimum" in node:
         op = ">" if node.get("exclusiveMinimum") else "≥"
         parts.append(f"{op} {node['minimum']}")
     if "maximum" in node:
-        parts.append(f"≤ {node['maximum']}")
-    if "maxItems" in node:
-        parts.append(f"at most {node['maxItems']} items")
+        op = "<" if node.get("exclusiveMaximum") else "≤"
+        parts.append(f"{op} {node['maximum']}")
+    if "minLength" in node:
+        parts.append("not empty" if node["minLength"] == 1 else f"at least {node['minLength']} characters")
     if "maxLength" in node:
         parts.append(f"at most {node['maxLength']} characters")
-    for rule in node.get("x-kubernetes-validations", []):
-        parts.append(rule["message"])
-    return "; ".join(parts).replace("|", "\\|")
+    return parts
 
 
 def _rows(node: Schema, path: str, required: bool) -> Iterator[list[str]]:
