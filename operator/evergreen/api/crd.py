@@ -43,6 +43,14 @@ _KEPT_KEYWORDS = (
     "required",
 )
 
+_BOUNDED = [
+    {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    {
+        "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+        "message": "min must not exceed max",
+    },
+]
+
 #: Cross-field rules the API server checks with CEL (the operator checks the same in pydantic).
 _VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "HistogramDrift": [
@@ -63,6 +71,11 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
             "rule": "!(has(self.bearerTokenSecret) && has(self.basicAuth))",
             "message": "set at most one of bearerTokenSecret and basicAuth",
         },
+        {
+            "rule": "!has(self.headers) || !self.headers.exists(name, name.lowerAscii() == 'authorization')",
+            "message": "put credentials in bearerTokenSecret or basicAuth, not in headers",
+            "fieldPath": ".headers",
+        },
     ],
     "DriftBaseline": [
         {
@@ -70,11 +83,94 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
             "message": "use either offset and window, or configMap",
         },
     ],
-    "DataQualityCheck": [
-        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    "TlsConfig": [
+        {
+            "rule": "!(has(self.caConfigMap) && has(self.caSecret))",
+            "message": "set at most one of caConfigMap and caSecret",
+        },
     ],
-    "Kpi": [
-        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both"},
+    "DataQualityCheck": _BOUNDED,
+    "Kpi": _BOUNDED,
+    "Persistence": [
+        {
+            "rule": "!has(self.needed) || !has(self.of) || self.needed <= self.of",
+            "message": "needed must not exceed of",
+            "fieldPath": ".needed",
+        },
+    ],
+    "CompletionRule": [
+        {
+            "rule": "has(self.conditionType) != has(self.fieldPath)",
+            "message": "set exactly one of conditionType and fieldPath",
+        },
+        {
+            "rule": "!has(self.fieldPath) || (has(self.values) && size(self.values) > 0)",
+            "message": "fieldPath needs the values that mean this state",
+            "fieldPath": ".values",
+        },
+    ],
+    "VersionInjection": [
+        {
+            "rule": "(has(self.env) ? 1 : 0) + (has(self.imageTag) && self.imageTag ? 1 : 0)"
+            " + (has(self.argPrefix) ? 1 : 0) == 1",
+            "message": "set exactly one of env, imageTag and argPrefix",
+        },
+    ],
+    "RolloutSpec": [
+        {
+            "rule": "!has(self.steps) || self.steps.all(step, step >= 1 && step <= 100)",
+            "message": "steps are traffic percentages between 1 and 100",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!has(self.steps) || (self.steps.isSorted()"
+            " && self.steps.all(step, self.steps.exists_one(other, other == step)))",
+            "message": "steps must increase",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!has(self.steps) || self.steps[size(self.steps) - 1] == 100",
+            "message": "the last step must be 100",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!(has(self.router) && self.router == 'GatewayAPI') || has(self.gateway)",
+            "message": "router GatewayAPI needs gateway (the HTTPRoute to manage)",
+        },
+        {
+            "rule": "(has(self.router) && self.router == 'GatewayAPI') || !has(self.gateway)",
+            "message": "gateway is only used with router GatewayAPI",
+            "fieldPath": ".gateway",
+        },
+    ],
+    "ModelMonitorSpec": [
+        {
+            "rule": "has(self.drift) || has(self.predictionDrift)"
+            " || (has(self.dataQuality) && size(self.dataQuality) > 0)"
+            " || (has(self.kpis) && size(self.kpis) > 0)",
+            "message": "nothing to monitor: set drift, predictionDrift, dataQuality or kpis",
+        },
+        {
+            "rule": "!has(self.dataQuality)"
+            " || self.dataQuality.all(c, self.dataQuality.exists_one(d, d.name == c.name))",
+            "message": "duplicate check names",
+            "fieldPath": ".dataQuality",
+        },
+        {
+            "rule": "!has(self.kpis) || self.kpis.all(k, self.kpis.exists_one(j, j.name == k.name))",
+            "message": "duplicate check names",
+            "fieldPath": ".kpis",
+        },
+        {
+            "rule": "!has(self.holds) || self.holds.all(h, self.holds.exists_one(g, g.name == h.name))",
+            "message": "hold names must be unique",
+            "fieldPath": ".holds",
+        },
+        {
+            "rule": "!has(self.holds) || size(self.holds) == 0 || has(self.rollout)",
+            "message": "holds need spec.rollout (its target says how versions are served)",
+            "fieldPath": ".holds",
+        },
     ],
 }
 

@@ -6,7 +6,7 @@ cannot drift from the API.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from evergreen.api.crd import openapi_schema
@@ -36,7 +36,8 @@ def _rules(node: Schema) -> str:
     if "maxItems" in node:
         parts.append(f"at most {node['maxItems']} items")
     for rule in node.get("x-kubernetes-validations", []):
-        parts.append(rule["message"])
+        if "fieldPath" not in rule:  # a rule about one field is listed with that field
+            parts.append(rule["message"])
     items = node.get("items")
     if isinstance(items, dict):
         # Rules of each item: a scalar item's value rules, an object item's cross-field rules.
@@ -65,17 +66,29 @@ def _value_rules(node: Schema) -> list[str]:
     return parts
 
 
-def _rows(node: Schema, path: str, required: bool) -> Iterator[list[str]]:
+def _rows(node: Schema, path: str, required: bool, about: Sequence[str] = ()) -> Iterator[list[str]]:
+    """Rows of ``node`` and what is below it; ``about`` are its parent's rules about this field."""
     description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
-    yield [f"`{path}`", _type(node), "yes" if required else "", description, _rules(node)]
+    rules = "; ".join(filter(None, [_rules(node), *(rule.replace("|", "\\|") for rule in about)]))
+    yield [f"`{path}`", _type(node), "yes" if required else "", description, rules]
+    yield from _children(node, path)
+
+
+def _children(node: Schema, path: str) -> Iterator[list[str]]:
     needed = set(node.get("required", []))
     for name, child in node.get("properties", {}).items():
-        yield from _rows(child, f"{path}.{name}", name in needed)
+        yield from _rows(child, f"{path}.{name}", name in needed, _rules_about(node, name))
     items = node.get("items")
     if isinstance(items, dict) and "properties" in items:
         needed_items = set(items.get("required", []))
         for name, child in items["properties"].items():
-            yield from _rows(child, f"{path}[].{name}", name in needed_items)
+            yield from _rows(child, f"{path}[].{name}", name in needed_items, _rules_about(items, name))
+
+
+def _rules_about(node: Schema, name: str) -> list[str]:
+    """The messages of ``node``'s cross-field rules that point at its field ``name``."""
+    rules = node.get("x-kubernetes-validations", [])
+    return [rule["message"] for rule in rules if rule.get("fieldPath") == f".{name}"]
 
 
 def render_reference() -> str:
@@ -96,8 +109,6 @@ def render_reference() -> str:
         "| field | type | required | meaning | rules |",
         "|---|---|---|---|---|",
     ]
-    needed = set(schema.get("required", []))
-    for name, child in schema["properties"].items():
-        for row in _rows(child, f"spec.{name}", name in needed):
-            lines.append("| " + " | ".join(row) + " |")
+    for row in _rows(schema, "spec", True):
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
