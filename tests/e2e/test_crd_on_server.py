@@ -639,12 +639,12 @@ def _documented_inclusive_bounds() -> Iterator[tuple[str, float]]:
 
 @pytest.mark.parametrize(("field", "bound"), list(_documented_inclusive_bounds()))
 def test_a_documented_inclusive_bound_is_accepted(server: MonitorServer, field: str, bound: float) -> None:
-    """ "≥ 1" in the reference means 1 is accepted (and "< 1" that it is not: the rows above)."""
+    """'≥ 1' in the reference means 1 is accepted (and '< 1' that it is not: the rows above)."""
     value = int(bound) if _spec_node(field).get("type") == "integer" else bound
-    # needed <= of: an edge of one is set on both
-    together = [f for f in ("spec.policy.persistence.of", "spec.policy.persistence.needed") if field == f]
-    together = ["spec.policy.persistence.of", "spec.policy.persistence.needed"] if together else [field]
-    server.dry_run(server.body(changed(FULL_SPEC, dict.fromkeys(together, value))))
+    persistence = ["spec.policy.persistence.of", "spec.policy.persistence.needed"]
+    # needed <= of: an edge of one of them is set on both
+    fields = persistence if field in persistence else [field]
+    server.dry_run(server.body(changed(FULL_SPEC, dict.fromkeys(fields, value))))
 
 
 def _spec_node(path: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ edge of the ModelMonitor schema is accepted by the HTTPRoute schema too.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
@@ -22,7 +23,8 @@ import kubernetes.client
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from evergreen.actuators.routing.base import HeldVersion, MonitorRef, ServingPlan
+from evergreen.actuators.routing import router_for
+from evergreen.actuators.routing.base import HELD_REPLICAS_ANNOTATION, HeldVersion, MonitorRef, ServingPlan
 from evergreen.actuators.routing.gateway import (
     MAX_HEADER_VALUE,
     MAX_MATCHES,
@@ -32,8 +34,10 @@ from evergreen.actuators.routing.gateway import (
 )
 from evergreen.actuators.routing.serving import render_version_deployment, render_version_service
 from evergreen.actuators.workload_template import render_workload
-from evergreen.api.delivery import GatewayRoute, VersionInjection
+from evergreen.api.delivery import GatewayRoute, RolloutSpec, RouterKind, VersionInjection
+from evergreen.api.resource import GROUP, KIND, PLURAL, VERSION
 from evergreen.errors import SpecError
+from evergreen.kube.client import KubeApi
 from tests.e2e.conftest import Plane
 from tests.unit.test_workloads import CONTEXT, JOB, PYTORCH_JOB, RAY_JOB, WORKFLOW
 
@@ -239,6 +243,7 @@ EDGE_ROUTES = {
     },
     "sixteen hostnames": {"hostnames": [f"h{i}.example.com" for i in range(16)]},
     "a wildcard hostname": {"hostnames": ["*.example.com"]},
+    "the longest hostname": {"hostnames": [".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])]},
     "thirty-two parents": {"parentRefs": [{"name": f"gateway-{i}"} for i in range(32)]},
 }
 
@@ -312,3 +317,112 @@ def test_the_version_deployments_and_services_are_accepted(
     assert "v13" in json.dumps(stored["spec"]["template"]["spec"]["containers"][0])
     service = render_version_service(TEAM_SERVICE, monitor=MONITOR, version="v13")
     assert_kept(service, schemas.dry_run(service))
+
+
+# The routers themselves, writing to the API --------------------------------------------------
+
+
+@pytest.fixture
+def team(schemas: Schemas, plane: Plane) -> Iterator[tuple[KubeApi, MonitorRef]]:
+    """The team's Deployment and Service, and a ModelMonitor to own what a router creates (the
+    garbage collector removes objects whose owner does not exist), all stored for real."""
+    apps, core = kubernetes.client.AppsV1Api(plane.api), kubernetes.client.CoreV1Api(plane.api)
+    apps.create_namespaced_deployment(NAMESPACE, cast(Any, TEAM_DEPLOYMENT))
+    core.create_namespaced_service(NAMESPACE, cast(Any, TEAM_SERVICE))
+    custom = kubernetes.client.CustomObjectsApi(plane.api)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": MONITOR.name, "namespace": NAMESPACE},
+        "spec": {"model": "fraud", "kpis": [{"name": "ctr", "query": "avg(ctr)", "min": 0.01}]},
+    }
+    monitor = custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+    assert isinstance(monitor, dict)
+    kube = KubeApi(plane.control_plane.configuration())
+    yield kube, MonitorRef(NAMESPACE, MONITOR.name, monitor["metadata"]["uid"])
+    kube.close()
+    custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MONITOR.name)
+    apps.delete_collection_namespaced_deployment(NAMESPACE)
+    for service in core.list_namespaced_service(NAMESPACE).items:
+        core.delete_namespaced_service(cast(Any, service).metadata.name, NAMESPACE)
+
+
+def _stored(plane: Plane, kind: str, name: str) -> dict[str, Any]:
+    group, version, plural = KINDS[kind]
+    if kind == "Service":
+        typed = kubernetes.client.CoreV1Api(plane.api).read_namespaced_service(name, NAMESPACE)
+        served: dict[str, Any] = plane.api.sanitize_for_serialization(typed)  # type: ignore[no-untyped-call]
+        return served
+    stored = kubernetes.client.CustomObjectsApi(plane.api).get_namespaced_custom_object(
+        group, version, NAMESPACE, plural, name
+    )
+    assert isinstance(stored, dict)
+    return stored
+
+
+ROUTED = RolloutSpec.model_validate(
+    {
+        "router": "GatewayAPI",
+        "target": {
+            "deployment": "fraud-detector",
+            "service": "fraud-detector",
+            "version": {"container": "server", "env": "MODEL_VERSION"},
+        },
+        "gateway": ROUTE.to_wire(),
+        "candidateReplicas": 1,
+    }
+)
+
+
+def test_the_gateway_router_writes_routes_and_weights_the_server_keeps_whole(
+    plane: Plane, team: tuple[KubeApi, MonitorRef]
+) -> None:
+    """The router's own create and patches: the stored route is the rendered one, field for field
+    (nothing pruned), and set_weights' patch leaves the hold rules as they were."""
+    kube, monitor = team
+    router = router_for(RouterKind.GATEWAY_API, kube, monitor, ROUTED)
+    plan = ServingPlan("v12", "v13", 25, HOLDS)
+    asyncio.run(router.reconcile(plan))
+    route = _stored(plane, "HTTPRoute", ROUTE.name)
+    assert_kept(render_http_route(ROUTE, monitor=monitor, service="fraud-detector", plan=plan), route)
+
+    asyncio.run(router.set_weights("v12", "v13", 50))
+    moved = _stored(plane, "HTTPRoute", ROUTE.name)
+    assert_kept(
+        render_http_route(
+            ROUTE, monitor=monitor, service="fraud-detector", plan=ServingPlan("v12", "v13", 50, HOLDS)
+        ),
+        moved,
+    )
+    assert asyncio.run(router.get_weights()) == {"v12": 50, "v13": 50}
+    for version in ("v12", "v13", "v11", "v10"):
+        service = _stored(plane, "Service", f"fraud-detector-{version}")
+        assert service["spec"]["selector"], version
+
+
+def test_the_replicas_router_writes_deployments_the_server_keeps_whole(
+    plane: Plane, team: tuple[KubeApi, MonitorRef]
+) -> None:
+    """The router's take-over patch of the team's Deployment and its version Deployments and
+    Services are accepted; the stored candidate Deployment is the rendered one, field for field."""
+    kube, monitor = team
+    spec = RolloutSpec.model_validate({**ROUTED.to_wire(), "router": "Replicas", "gateway": None})
+    router = router_for(RouterKind.REPLICAS, kube, monitor, spec)
+    asyncio.run(router.reconcile(ServingPlan("v12", "v13", 25)))
+    listed = kubernetes.client.CustomObjectsApi(plane.api).list_namespaced_custom_object(
+        "apps", "v1", NAMESPACE, "deployments"
+    )
+    names = {item["metadata"]["name"]: item for item in cast(dict[str, Any], listed)["items"]}
+    candidate = next(body for name, body in names.items() if name.endswith("v13"))
+    assert candidate["metadata"]["ownerReferences"][0]["uid"] == monitor.uid
+    server = candidate["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "MODEL_VERSION", "value": "v13"} in server["env"]
+    sent = render_version_deployment(
+        _stored(plane, "Deployment", "fraud-detector"),
+        monitor=monitor,
+        version="v13",
+        injection=spec.target.version,
+        replicas=candidate["spec"]["replicas"],
+        held_replicas=int(candidate["metadata"]["annotations"][HELD_REPLICAS_ANNOTATION]),
+    )
+    assert_kept(sent, candidate)
