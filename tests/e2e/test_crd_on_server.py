@@ -671,6 +671,30 @@ def test_a_monitor_without_a_spec_is_refused(server: MonitorServer) -> None:
     assert refusal.names("spec", "Required value")
 
 
+#: What the reference says only the operator checks: the server stores these specs, the operator
+#: refuses them naming the field.
+OPERATOR_ONLY = {
+    "interval under 1s": ({"spec.interval": "500ms"}, "spec"),
+    "template without a spec": ({"spec.retraining.template.spec": ABSENT}, "spec.retraining.template"),
+    "template of the core group": ({"spec.retraining.template.apiVersion": "v1"}, "spec.retraining.template"),
+    "not a metric name": (
+        {"spec.retraining.validation.floors": {"9 lives": 1.0}},
+        "spec.retraining.validation.floors",
+    ),
+}
+
+
+@pytest.mark.parametrize(("changes", "field"), OPERATOR_ONLY.values(), ids=list(OPERATOR_ONLY))
+def test_what_only_the_operator_checks_is_stored_and_refused_by_it(
+    server: MonitorServer, changes: dict[str, Any], field: str
+) -> None:
+    spec = changed(FULL_SPEC, changes)
+    server.dry_run(server.body(spec))
+    with pytest.raises(SpecError) as refused:
+        parse_spec(spec)
+    assert refused.value.field == field
+
+
 # Good specs, defaults, pruning -----------------------------------------------------------------
 
 GOOD_SPECS = {

@@ -106,6 +106,12 @@ def render_reference() -> str:
         "`{{version}}` (the serving version; in canary checks the candidate's and the stable one's);",
         "values are escaped for PromQL strings.",
         "",
+        "The API server enforces every rule in the table: a spec that breaks one is refused when it",
+        "is applied, naming the field. Three rules only the operator checks, setting `Ready=False`",
+        "with reason `InvalidSpec` and the field: `spec.interval` is at least 1s;",
+        "`spec.retraining.template` has `apiVersion` (of an API group, e.g. `batch/v1`), `kind` and",
+        "`spec`; the keys of `floors`, `ceilings` and `currentMetrics` are metric names.",
+        "",
         "| field | type | required | meaning | rules |",
         "|---|---|---|---|---|",
     ]
