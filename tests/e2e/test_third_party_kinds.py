@@ -40,6 +40,7 @@ from evergreen.api.resource import GROUP, KIND, PLURAL, VERSION
 from evergreen.errors import SpecError
 from evergreen.kube.client import Conflict, KubeApi
 from tests.e2e.conftest import Plane
+from tests.support.cluster import wait_for
 from tests.unit.test_workloads import CONTEXT, JOB, PYTORCH_JOB, RAY_JOB, WORKFLOW
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -342,10 +343,20 @@ def team(schemas: Schemas, plane: Plane) -> Iterator[tuple[KubeApi, MonitorRef]]
     kube = KubeApi(plane.control_plane.configuration())
     yield kube, MonitorRef(NAMESPACE, MONITOR.name, monitor["metadata"]["uid"])
     kube.close()
+    # The team's objects go by hand, the router's with their owner (the garbage collector); the
+    # next test starts once both are gone.
     custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MONITOR.name)
-    apps.delete_collection_namespaced_deployment(NAMESPACE)
-    for service in core.list_namespaced_service(NAMESPACE).items:
-        core.delete_namespaced_service(cast(Any, service).metadata.name, NAMESPACE)
+    apps.delete_namespaced_deployment("fraud-detector", NAMESPACE)
+    core.delete_namespaced_service("fraud-detector", NAMESPACE)
+    wait_for(
+        "the router's objects collected",
+        lambda: (
+            not (
+                apps.list_namespaced_deployment(NAMESPACE).items
+                or core.list_namespaced_service(NAMESPACE).items
+            )
+        ),
+    )
 
 
 def _stored(plane: Plane, kind: str, name: str) -> dict[str, Any]:
