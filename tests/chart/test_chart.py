@@ -105,6 +105,8 @@ Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 NAMESPACED_RULES: set[Rule] = {
     *{("evergreen.dev", "modelmonitors", v) for v in ("get", "list", "watch", "patch", "update")},
     *{("evergreen.dev", "modelmonitors/status", v) for v in ("get", "patch", "update")},
+    ("evergreen.dev", "modelmonitors/finalizers", "update"),
+    ("", "serviceaccounts", "get"),
     ("", "events", "create"),
     ("", "events", "patch"),
     ("", "secrets", "get"),
