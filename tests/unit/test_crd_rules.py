@@ -25,9 +25,10 @@ ROOT = Path(__file__).parents[2]
 CORPUS = sorted((Path(__file__).parent / "malformed_manifests").glob("*.yaml"))
 Schema = dict[str, Any]
 
-#: The one function of the Kubernetes strings extension the rules use.
+#: The functions of the Kubernetes strings and lists extensions the rules use.
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "lowerAscii": lambda text: celpy.celtypes.StringType(text.lower())
+    "lowerAscii": lambda text: celpy.celtypes.StringType(text.lower()),
+    "isSorted": lambda items: celpy.celtypes.BoolType(list(items) == sorted(items)),
 }
 _ENVIRONMENT = celpy.Environment()
 

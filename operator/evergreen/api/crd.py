@@ -46,7 +46,8 @@ _KEPT_KEYWORDS = (
 )
 
 #: Cross-field rules the API server checks with CEL. The operator checks the same in pydantic,
-#: with a message that starts with the same words (tests hold each pair together).
+#: with a message that starts with the same words (tests hold each pair together). A rule about
+#: one field names it in ``fieldPath``, so the server's refusal points at that field.
 _CRITICAL_ABOVE_WARNING = {
     "rule": "self.critical >= self.warning",
     "message": "critical must be greater than or equal to warning",
@@ -64,6 +65,7 @@ def _unique_names(field: str, what: str) -> dict[str, str]:
     return {
         "rule": f"!has(self.{field}) || self.{field}.all(a, self.{field}.exists_one(b, b.name == a.name))",
         "message": f"{what} names must be unique",
+        "fieldPath": f".{field}",
     }
 
 
@@ -91,6 +93,7 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
         {
             "rule": "!has(self.headers) || !self.headers.exists(k, k.lowerAscii() == 'authorization')",
             "message": "put credentials in bearerTokenSecret or basicAuth, not in headers",
+            "fieldPath": ".headers",
         },
     ],
     "DriftBaseline": [
@@ -102,12 +105,60 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
     ],
     "DataQualityCheck": _MIN_OR_MAX,
     "Kpi": _MIN_OR_MAX,
-    "Persistence": [{"rule": "self.needed <= self.of", "message": "needed must not exceed of"}],
+    "Persistence": [
+        {"rule": "self.needed <= self.of", "message": "needed must not exceed of", "fieldPath": ".needed"},
+    ],
+    "CompletionRule": [
+        {
+            "rule": "has(self.conditionType) != has(self.fieldPath)",
+            "message": "set exactly one of conditionType and fieldPath",
+        },
+        {
+            "rule": "!has(self.fieldPath) || (has(self.values) && size(self.values) > 0)",
+            "message": "fieldPath needs the values that mean this state",
+            "fieldPath": ".values",
+        },
+    ],
+    "VersionInjection": [
+        {
+            "rule": "(has(self.env) ? 1 : 0) + (has(self.imageTag) && self.imageTag ? 1 : 0)"
+            " + (has(self.argPrefix) ? 1 : 0) == 1",
+            "message": "set exactly one of env, imageTag and argPrefix",
+        },
+    ],
+    "RolloutSpec": [
+        {
+            "rule": "!has(self.steps) || self.steps.all(step, step >= 1 && step <= 100)",
+            "message": "steps are traffic percentages between 1 and 100",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!has(self.steps) || (self.steps.isSorted()"
+            " && self.steps.all(step, self.steps.exists_one(other, other == step)))",
+            "message": "steps must increase",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!has(self.steps) || self.steps[size(self.steps) - 1] == 100",
+            "message": "the last step must be 100",
+            "fieldPath": ".steps",
+        },
+        {
+            "rule": "!(has(self.router) && self.router == 'GatewayAPI') || has(self.gateway)",
+            "message": "router GatewayAPI needs gateway (the HTTPRoute to manage)",
+        },
+        {
+            "rule": "(has(self.router) && self.router == 'GatewayAPI') || !has(self.gateway)",
+            "message": "gateway is only used with router GatewayAPI",
+            "fieldPath": ".gateway",
+        },
+    ],
     "ModelMonitorSpec": [
         {
             # Below 1s means: every part zero except at most 999ms (the duration grammar is fixed).
             "rule": "!self.interval.matches('^(0+w)?(0+d)?(0+h)?(0+m)?(0+s)?(0*[0-9]{1,3}ms)?$')",
             "message": "interval must be at least 1s",
+            "fieldPath": ".interval",
         },
         {
             "rule": "has(self.drift) || has(self.predictionDrift) "
@@ -121,6 +172,7 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
         {
             "rule": "!has(self.holds) || size(self.holds) == 0 || has(self.rollout)",
             "message": "holds need spec.rollout (its target says how versions are served)",
+            "fieldPath": ".holds",
         },
     ],
 }

@@ -30,6 +30,20 @@ from evergreen.api.durations import Duration
 
 DNS_LABEL = DNS_LABEL_PATTERN
 HEADER_NAME = HEADER_NAME_PATTERN
+# Gateway API's own rules for what Evergreen copies into an HTTPRoute, so a monitor the API
+# server accepts never makes a route the API server refuses.
+GATEWAY_GROUP = r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+GATEWAY_KIND = r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+Hostname = Annotated[
+    str,
+    Field(
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        min_length=1,
+        max_length=253,
+    ),
+]
+#: A header value a hold matches (Gateway API allows up to 4096 characters; ids are short).
+HeaderValue = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class VersionInjection(ApiModel):
@@ -81,8 +95,8 @@ class ParentRef(ApiModel):
 
     name: str = Field(pattern=OBJECT_NAME_PATTERN, max_length=253)
     namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
-    group: str = Field(default="gateway.networking.k8s.io", max_length=253)
-    kind: str = Field(default="Gateway", max_length=63)
+    group: str = Field(default="gateway.networking.k8s.io", pattern=GATEWAY_GROUP, max_length=253)
+    kind: str = Field(default="Gateway", pattern=GATEWAY_KIND, min_length=1, max_length=63)
     section_name: str | None = Field(default=None, pattern=DNS_LABEL, max_length=253)
 
 
@@ -93,7 +107,7 @@ class GatewayRoute(ApiModel):
     parent_refs: list[ParentRef] = Field(
         min_length=1, max_length=32, description="The Gateways to attach to (HTTPRoute parentRefs)."
     )
-    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     port: Integer = Field(ge=1, le=65535, description="The Services' port the route sends traffic to.")
 
 
@@ -181,7 +195,7 @@ class HoldMatch(ApiModel):
     """Which requests a hold pins: a header and its values."""
 
     header: str = Field(pattern=HEADER_NAME, max_length=256)
-    values: list[Annotated[str, Field(max_length=256)]] = Field(min_length=1, max_length=64)
+    values: list[HeaderValue] = Field(min_length=1, max_length=64)
 
 
 class VersionHold(ApiModel):

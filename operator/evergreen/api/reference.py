@@ -6,7 +6,7 @@ cannot drift from the API.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from evergreen.api.base import PATTERN_DESCRIPTIONS
@@ -28,47 +28,83 @@ def _type(node: Schema) -> str:
     return kind
 
 
+#: How the reference states the duration pattern (a regular expression is not an explanation).
+DURATION_RULE = (
+    "a duration such as `90s`, `5m`, `1h30m`, `7d` "
+    "(units largest first, up to 4 digits for w and 5 for the others)"
+)
+
+
 def _rules(node: Schema) -> str:
     parts = []
     if "default" in node:
         parts.append(f"default `{node['default']}`")
-    if node.get("pattern") == DURATION_PATTERN:
-        parts.append(
-            "a duration such as `90s`, `5m`, `1h30m`, `7d` "
-            "(units largest first; ≤ 4 digits for w, 5 for others)"
-        )
+    parts.extend(_value_rules(node))
+    if "minItems" in node:
+        parts.append("at least one item" if node["minItems"] == 1 else f"at least {node['minItems']} items")
+    if "maxItems" in node:
+        parts.append(f"at most {node['maxItems']} items")
+    if "maxProperties" in node:
+        parts.append(f"at most {node['maxProperties']} entries")
+    for rule in node.get("x-kubernetes-validations", []):
+        if "fieldPath" not in rule:  # a rule about one field is listed with that field
+            parts.append(rule["message"])
+    items = node.get("items")
+    if isinstance(items, dict):
+        # Rules of each item: a scalar item's value rules, an object item's cross-field rules.
+        each = _value_rules(items) + [rule["message"] for rule in items.get("x-kubernetes-validations", [])]
+        parts.extend(f"each item: {rule}" for rule in each)
+    return "; ".join(parts).replace("|", "\\|")
+
+
+def _value_rules(node: Schema) -> list[str]:
+    """The rules on one value: its pattern (in words where it has them), bounds and length."""
+    parts = []
+    duration = node.get("pattern") == DURATION_PATTERN
+    if duration:
+        parts.append(DURATION_RULE)  # its length bounds are in the words
     elif node.get("pattern") in PATTERN_DESCRIPTIONS:
         parts.append(PATTERN_DESCRIPTIONS[node["pattern"]])
     elif "pattern" in node:
         parts.append(f"pattern `{node['pattern']}`")
+    if "format" in node:
+        parts.append(f"format {node['format']}")
     if "minimum" in node:
         op = ">" if node.get("exclusiveMinimum") else "≥"
         parts.append(f"{op} {node['minimum']}")
     if "maximum" in node:
         op = "<" if node.get("exclusiveMaximum") else "≤"
         parts.append(f"{op} {node['maximum']}")
-    if "maxItems" in node:
-        parts.append(f"at most {node['maxItems']} items")
-    if "maxProperties" in node:
-        parts.append(f"at most {node['maxProperties']} entries")
-    if "maxLength" in node and node.get("pattern") != DURATION_PATTERN:
+    if "minLength" in node and not duration:
+        parts.append("not empty" if node["minLength"] == 1 else f"at least {node['minLength']} characters")
+    if "maxLength" in node and not duration:
         parts.append(f"at most {node['maxLength']} characters")
-    for rule in node.get("x-kubernetes-validations", []):
-        parts.append(rule["message"])
-    return "; ".join(parts).replace("|", "\\|")
+    return parts
 
 
-def _rows(node: Schema, path: str, required: bool) -> Iterator[list[str]]:
+def _rows(node: Schema, path: str, required: bool, about: Sequence[str] = ()) -> Iterator[list[str]]:
+    """Rows of ``node`` and what is below it; ``about`` are its parent's rules about this field."""
     description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
-    yield [f"`{path}`", _type(node), "yes" if required else "", description, _rules(node)]
+    rules = "; ".join(filter(None, [_rules(node), *(rule.replace("|", "\\|") for rule in about)]))
+    yield [f"`{path}`", _type(node), "yes" if required else "", description, rules]
+    yield from _children(node, path)
+
+
+def _children(node: Schema, path: str) -> Iterator[list[str]]:
     needed = set(node.get("required", []))
     for name, child in node.get("properties", {}).items():
-        yield from _rows(child, f"{path}.{name}", name in needed)
+        yield from _rows(child, f"{path}.{name}", name in needed, _rules_about(node, name))
     items = node.get("items")
     if isinstance(items, dict) and "properties" in items:
         needed_items = set(items.get("required", []))
         for name, child in items["properties"].items():
-            yield from _rows(child, f"{path}[].{name}", name in needed_items)
+            yield from _rows(child, f"{path}[].{name}", name in needed_items, _rules_about(items, name))
+
+
+def _rules_about(node: Schema, name: str) -> list[str]:
+    """The messages of ``node``'s cross-field rules that point at its field ``name``."""
+    rules = node.get("x-kubernetes-validations", [])
+    return [rule["message"] for rule in rules if rule.get("fieldPath") == f".{name}"]
 
 
 def render_reference() -> str:
@@ -86,11 +122,14 @@ def render_reference() -> str:
         "`{{version}}` (the serving version; in canary checks the candidate's and the stable one's);",
         "values are escaped for PromQL strings.",
         "",
+        "The API server enforces every rule in the table: a spec that breaks one is refused when it",
+        "is applied, naming the field. One rule only the operator checks, setting `Ready=False` with",
+        "reason `InvalidSpec` and the field: `spec.retraining.template` has `apiVersion` (of an API",
+        "group, e.g. `batch/v1`), `kind` and `spec`.",
+        "",
         "| field | type | required | meaning | rules |",
         "|---|---|---|---|---|",
     ]
-    needed = set(schema.get("required", []))
-    for name, child in schema["properties"].items():
-        for row in _rows(child, f"spec.{name}", name in needed):
-            lines.append("| " + " | ".join(row) + " |")
+    for row in _rows(schema, "spec", True):
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
