@@ -375,3 +375,29 @@ def test_prometheus_credentials_come_from_a_secret_read_by_name(
     # Read by name, never listed: the chart grants get only.
     verbs = {verb for verb, resource, _ in cluster.operator_requests() if resource == "secrets"}
     assert verbs == {"get"}
+
+
+@pytest.mark.usefixtures("baseline")
+def test_evaluations_go_on_while_someone_else_keeps_writing_the_monitor(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    """Another writer (a GitOps tool, a person's kubectl annotate) changes the object all the
+    time: the operator's guarded status writes conflict, it reads the object again and redoes the
+    step, and evaluations keep landing."""
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", monitor_spec(interval="1s"))
+        wait_for("Ready=True", lambda: ready(cluster, "fraud"))
+        first = evaluated_at(cluster, "fraud")
+        deadline = time.monotonic() + 6
+        writes = 0
+        while time.monotonic() < deadline:
+            cluster.custom.patch_namespaced_custom_object(
+                "evergreen.dev", "v1alpha1", cluster.namespace, "modelmonitors", "fraud",
+                {"metadata": {"annotations": {"example.com/touched": str(writes)}}},
+            )  # fmt: skip
+            writes += 1
+            time.sleep(0.02)
+        last = evaluated_at(cluster, "fraud")
+    assert first is not None and last is not None and (last - first).total_seconds() >= 3
+    rereads = [r for r in cluster.operator_requests() if r[:2] == ("get", "modelmonitors")]
+    assert rereads, "no conflict was met (the other writer was too slow to race the operator)"

@@ -655,7 +655,7 @@ def test_a_change_of_the_team_service_reaches_the_version_services(replicas_worl
     world.cluster.core.patch_namespaced_service(
         "fraud-svc",
         world.cluster.namespace,
-        {"spec": {"ports": [{"name": "http", "port": 8081, "targetPort": "http"}]}},
+        [{"op": "replace", "path": "/spec/ports/0/port", "value": 8081}],
     )
     world.reconcile(ServingPlan("v1"))
     ports = world.service("fraud-svc-v1")["spec"]["ports"]  # type: ignore[index]
