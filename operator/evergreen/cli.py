@@ -184,11 +184,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 _references(spec, args.baseline_file),
             )
         )
+    from evergreen.api.decisions import Action
+    from evergreen.policy import PolicyState, advance
+    from evergreen.report import render_decision
+
+    # The decision this evaluation alone leads to (no persistence yet): Unknown when nothing
+    # could be judged, with what is missing.
+    decision = advance(spec, evaluation, PolicyState()).decision
+    assert decision is not None
     if args.json:
-        print(json.dumps(evaluation.summary(args.top).to_wire(), indent=2))
+        document = evaluation.summary(args.top).to_wire()
+        document["decision"] = decision.to_wire()
+        print(json.dumps(document, indent=2))
     else:
         _print(spec, evaluation, args.top)
-    return 1 if evaluation.unavailable else 0
+        print(render_decision(decision))
+    return 1 if evaluation.unavailable or decision.action is Action.UNKNOWN else 0
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -218,6 +229,26 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest_output(args: argparse.Namespace, spec: ModelMonitorSpec, steps: Sequence[Any]) -> int:
+    """Print a replay as asked; 1 when no evaluation could judge anything."""
+    from evergreen import backtest
+
+    if args.output == "jsonl":
+        for line in backtest.jsonl(steps):
+            print(line)
+    else:
+        print(backtest.render(steps, every=args.every, spec=spec))
+    summary = backtest.summarize(steps)
+    if summary.judged == 0:
+        print(
+            f"evergreen: none of the {summary.evaluations} evaluations could judge any signal "
+            "(see the Unknown reasons above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from evergreen import backtest
 
@@ -233,26 +264,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 namespace=_namespace(manifest, args.namespace),
             )
         )
-        print(backtest.render(steps, every=args.every))
-        return 0
+        return _backtest_output(args, spec, steps)
     if args.file is None:
         raise SystemExit("pass the ModelMonitor manifest with -f (or a --recording that holds one)")
     manifest = load_manifest(args.file)
     spec = parse_spec(manifest.get("spec") or {})
     start, end = _parse_time(args.start), _parse_time(args.end)
-    step = parse_duration(args.step) if args.step else parse_duration(spec.interval)
+    interval = parse_duration(spec.interval)
+    step = parse_duration(args.step) if args.step else interval
+    # Persistence counts evaluations at the monitor's interval: a longer step samples the
+    # timeline, each sample preceded by the evaluations the operator would have made.
+    times = backtest.sampled_times(start, end, step, interval, spec.policy.persistence.of)
     with _scenario_prometheus(args.scenario) as url:
         steps = asyncio.run(
             backtest.replay(
                 spec,
                 _source(args, spec, url),
-                evaluation_times(start, end, step),
+                times,
                 namespace=_namespace(manifest, args.namespace),
                 references=_references(spec, args.baseline_file),
             )
         )
-    print(backtest.render(steps, every=args.every))
-    return 0
+    return _backtest_output(args, spec, steps)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -527,8 +560,19 @@ def parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--start", default="now")
     backtest.add_argument("--end", default="now")
-    backtest.add_argument("--step", default=None, help="default: spec.interval")
+    backtest.add_argument(
+        "--step",
+        default=None,
+        help="default: spec.interval; a longer step samples the timeline, each sample judged with "
+        "the evaluations the operator would have made at spec.interval just before it",
+    )
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.add_argument(
+        "--output",
+        choices=["text", "jsonl"],
+        default="text",
+        help="jsonl: one JSON object per evaluation (time, decision, reason, message, scope, evidence)",
+    )
     backtest.set_defaults(handler=cmd_backtest)
 
     def monitor_options(command: argparse.ArgumentParser) -> None:

@@ -75,8 +75,9 @@ def transition_events(previous: Sequence[Condition], current: Sequence[Condition
     return events
 
 
-#: Decisions that ask someone to look (or would act) are Warnings; the rest are Normal.
-_URGENT = {Action.HOLD_FOR_DATA_QUALITY, Action.RETRAIN, Action.ESCALATE}
+#: Decisions that ask someone to look (or would act) are Warnings; the rest are Normal. Unknown
+#: is a Warning: a monitor that cannot see is not watching the model.
+_URGENT = {Action.HOLD_FOR_DATA_QUALITY, Action.RETRAIN, Action.ESCALATE, Action.UNKNOWN}
 
 
 def decision_events(previous: Decision | None, current: Decision | None) -> list[EventRecord]:

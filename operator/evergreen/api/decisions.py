@@ -27,6 +27,9 @@ class Action(StrEnum):
     RETRAIN = "Retrain"
     #: A person is needed.
     ESCALATE = "Escalate"
+    #: Nothing could be judged (no data, a rejected query, a baseline still filling): the
+    #: engine does not know, and says what is missing. Never acted on.
+    UNKNOWN = "Unknown"
 
 
 class BreakKind(StrEnum):
@@ -100,6 +103,16 @@ class Assessment(StatusModel):
     data_quality_breached: list[Evidence] = Field(default_factory=list)
     drift_evaluated: bool = True
     data_quality_evaluated: bool = True
+    informative: bool = Field(default=True, description="At least one signal could be judged.")
+    judged: list[Evidence] = Field(
+        default_factory=list, description="The signals that could be judged, with their values."
+    )
+    missing: list[Evidence] = Field(
+        default_factory=list, description="Signals without a value, and why (signal 'missing')."
+    )
+    missing_reason: str | None = Field(
+        default=None, description="The reason code when nothing could be judged, e.g. NoData."
+    )
 
     def has_breaks(self) -> bool:
         return bool(self.breaks or self.data_quality_breached)

@@ -81,6 +81,9 @@ class DriftSummary(StatusModel):
     method: str
     series: int = Field(description="Series compared (features × segments, plus totals).")
     no_data: int = Field(description="Series with no traffic in one of the windows.")
+    baseline_not_ready: int = Field(
+        default=0, description="Series whose baseline does not hold minSamples yet (not judged)."
+    )
     warning: int
     critical: int
     max_score: float | None = None

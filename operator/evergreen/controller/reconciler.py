@@ -415,14 +415,14 @@ class MonitorReconciler:
                 version=status.current_version or spec.current_version,
                 baseline_anchor=status.baseline_anchor,
             )
-            policy = None
-            if not evaluation.unavailable and _informative(evaluation):
-                policy = advance(
-                    spec,
-                    evaluation,
-                    PolicyState.from_status(status),
-                    retraining_gave_up=status.retraining.gave_up,
-                )
+            # Every evaluation is decided on, including one without data: the decision then
+            # says Unknown and why, instead of leaving an old decision standing as if current.
+            policy = advance(
+                spec,
+                evaluation,
+                PolicyState.from_status(status),
+                retraining_gave_up=status.retraining.gave_up,
+            )
         except MissingReference as error:
             return Attempt(
                 "missing_reference",
@@ -441,7 +441,12 @@ class MonitorReconciler:
 
         if evaluation.unavailable:
             return Attempt(
-                "unavailable", unavailable_drafts(evaluation), None, min(retry, interval), evaluation.queries
+                "unavailable",
+                unavailable_drafts(evaluation),
+                None,
+                min(retry, interval),
+                evaluation.queries,
+                policy,
             )
         kinds = {problem.kind for problem in evaluation.problems}
         outcome = (

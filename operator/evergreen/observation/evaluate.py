@@ -18,7 +18,7 @@ import numpy as np
 
 from evergreen.analysis import AlignedHistograms, HistogramSet, SeriesKey, align, drift_scores
 from evergreen.analysis.drift import DriftScores
-from evergreen.analysis.series import FloatArray
+from evergreen.analysis.series import BoolArray, FloatArray
 from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import (
     CheckOutcome,
@@ -40,9 +40,17 @@ MAX_SCORE = 1e6
 
 
 class ProblemKind(StrEnum):
+    """Why a signal has no value: each leads to its own reason when nothing could be judged."""
+
+    #: Prometheus could not be reached or answered with a server error.
     UNAVAILABLE = "Unavailable"
+    #: Prometheus rejected the query (a syntax error, a zero offset): the spec must change.
     REJECTED = "Rejected"
+    #: The query was answered, with no series (a model name that matches nothing, no traffic).
     NO_DATA = "NoData"
+    #: The current window has data, the baseline does not hold ``minSamples`` yet (warm-up).
+    BASELINE_NOT_READY = "BaselineNotReady"
+    #: The answer cannot be used (malformed histograms).
     INVALID = "Invalid"
 
 
@@ -69,14 +77,35 @@ class DriftResult:
     scores: DriftScores
     aligned: AlignedHistograms
     step: FloatArray
+    #: Series whose baseline is ready to judge against (None: all of them). A baseline read
+    #: from Prometheus must hold ``minSamples`` observations of the series; a reference from
+    #: a ConfigMap is complete by definition.
+    ready: BoolArray | None = None
+
+    @property
+    def baseline_ready(self) -> BoolArray:
+        """Series judged against their baseline (the rest are warming up)."""
+        if self.ready is None:
+            return np.ones(len(self.scores.keys), dtype=bool)
+        return self.ready
+
+    def not_ready(self) -> list[SeriesKey]:
+        """Series with current data whose baseline is still filling (warm-up)."""
+        return [
+            key
+            for key, ready, current in zip(
+                self.scores.keys, self.baseline_ready, self.scores.current_total, strict=True
+            )
+            if not ready and current > 0
+        ]
 
     def step_of(self) -> dict[SeriesKey, float]:
         return dict(zip(self.scores.keys, self.step.tolist(), strict=True))
 
     def severities(self) -> list[Severity]:
         severities = []
-        for score in self.scores.score:
-            if math.isnan(score):  # one of the windows had no traffic
+        for score, ready in zip(self.scores.score, self.baseline_ready, strict=True):
+            if math.isnan(score) or not ready:  # no traffic in a window, or a baseline warming up
                 severities.append(Severity.NO_DATA)
             elif score >= self.config.critical:
                 severities.append(Severity.CRITICAL)
@@ -124,7 +153,8 @@ class DriftResult:
         return DriftSummary(
             method=self.config.method.value,
             series=len(severities),
-            no_data=severities.count(Severity.NO_DATA),
+            no_data=severities.count(Severity.NO_DATA) - len(self.not_ready()),
+            baseline_not_ready=len(self.not_ready()),
             warning=sum(row.severity is Severity.WARNING for row in judged),
             critical=sum(row.severity is Severity.CRITICAL for row in judged),
             max_score=max((row.score for row in judged), default=None),
@@ -218,8 +248,12 @@ async def _drift(
             field, ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the current window"
         )
     if not baseline_samples:
+        # The current window has data: the baseline window has not reached any yet (warm-up,
+        # an offset beyond retention).
         return SignalProblem(
-            f"{field}.baseline", ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the baseline"
+            f"{field}.baseline",
+            ProblemKind.BASELINE_NOT_READY,
+            f"baseline not ready: no {config.histogram}_bucket series in the baseline window yet",
         )
     try:
         current_histograms = _histograms(current.samples, config, feature_label)
@@ -235,7 +269,18 @@ async def _drift(
             step = np.array([by_key.get(key, np.nan) for key in scores.keys])
     except AnalysisError as error:
         return SignalProblem(field, ProblemKind.INVALID, str(error))
-    return DriftResult(field, config, scores, aligned, step)
+    from_prometheus = Window.BASELINE in by_window
+    ready = scores.baseline_total >= config.min_samples if from_prometheus else None
+    result = DriftResult(field, config, scores, aligned, step, ready)
+    if not result.baseline_ready.any():
+        most = float(np.max(scores.baseline_total, initial=0.0))
+        return SignalProblem(
+            f"{field}.baseline",
+            ProblemKind.BASELINE_NOT_READY,
+            f"baseline not ready: no {config.histogram} series has minSamples ({config.min_samples}) "
+            f"observations in the baseline window yet (most: {most:.0f})",
+        )
+    return result
 
 
 async def _check(

@@ -52,13 +52,15 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from evergreen.analysis import SeriesKey
 from evergreen.analysis.multiple_testing import benjamini_hochberg
 from evergreen.analysis.signatures import BreakSignatures, signatures
 from evergreen.api.decisions import Assessment, BreakKind, Evidence, Finding
 from evergreen.api.spec import HistogramDrift, ModelMonitorSpec, NoDataPolicy
-from evergreen.api.status import CheckState
-from evergreen.observation.evaluate import DriftResult, Evaluation
+from evergreen.api.status import CheckOutcome, CheckState
+from evergreen.observation.evaluate import DriftResult, Evaluation, ProblemKind, SignalProblem
 
 #: Affine fits at least this good describe a transform of the same values.
 MIN_FIT = 0.98
@@ -109,11 +111,12 @@ def _thresholds(
 def _series(result: DriftResult, flagged: set[str], hysteresis: float, rate: float) -> list[_Series]:
     scores = result.scores
     significant = benjamini_hochberg(scores.p_value, rate)
+    ready = result.baseline_ready
     rows = []
     for i, key in enumerate(scores.keys):
         score = float(scores.score[i])
-        if math.isnan(score):
-            continue
+        if math.isnan(score) or not ready[i]:
+            continue  # no data, or a baseline still warming up: not judged
         samples = float(scores.effective_samples[i])
         critical, warning = _thresholds(
             result.config, samples, f"{key.feature}|{key.segment_text}" in flagged, hysteresis
@@ -189,7 +192,7 @@ def _findings_of_drift(
         elif found is not None:
             breaks[row.key] = _finding(row, row.critical, *found)
 
-    _segment_breaks(critical, warning, rows, stepped, breaks)
+    _segment_breaks(critical, warning, rows, stepped, breaks, result.config.min_samples)
     upstream = {r.key.feature for r in critical if r.key in stepped}
     if len(upstream) >= policy.upstream_features:
         detail = f"{len(upstream)} features changed at once: {', '.join(sorted(upstream))}"
@@ -213,12 +216,14 @@ def _segment_breaks(
     rows: Sequence[_Series],
     stepped: set[SeriesKey],
     breaks: dict[SeriesKey, Finding],
+    min_samples: float,
 ) -> None:
     """Reclassify breaks confined to some segments of a feature as segment breaks.
 
-    Confined means: at least one other segment of the feature did not move at all. The
-    feature's whole-population series then moves only because it contains the broken
-    segments, so it is part of the same incident.
+    Confined means: at least one other, well-sampled segment of the feature did not move at
+    all. The feature's whole-population series then moves only because it contains the
+    broken segments, so it is part of the same incident. An under-sampled segment that did
+    not move proves nothing: its widened thresholds hide a change as large as the others'.
     """
     moved = {r.key for r in (*critical, *warning)}
     by_feature: dict[str, list[_Series]] = {}
@@ -227,7 +232,7 @@ def _segment_breaks(
     for feature, series in by_feature.items():
         segments = [r for r in series if r.key.segment]
         broken = [r for r in segments if r in critical and (r.key in stepped or r.key in breaks)]
-        healthy = [r for r in segments if r.key not in moved]
+        healthy = [r for r in segments if r.key not in moved and r.samples >= min_samples]
         if len(segments) < 2 or not broken or not healthy or len(broken) + len(healthy) < len(segments):
             continue  # nothing broke, the whole feature moved, or other segments drift too
         names = ", ".join(r.key.segment_text for r in broken)
@@ -268,6 +273,91 @@ def _prediction_findings(
     return _top(_finding(r, r.critical) for r in rows if r.significant and r.score >= r.critical)
 
 
+#: The reason code when nothing could be judged: the cause a person must act on first.
+_UNKNOWN_REASONS = (
+    (ProblemKind.UNAVAILABLE, "PrometheusUnavailable"),
+    (ProblemKind.REJECTED, "QueryRejected"),
+    (ProblemKind.INVALID, "UnusableMetrics"),
+    (ProblemKind.BASELINE_NOT_READY, "BaselineNotReady"),
+    (ProblemKind.NO_DATA, "NoData"),
+)
+_PROBLEM_WORDS = {
+    ProblemKind.UNAVAILABLE: "Prometheus error",
+    ProblemKind.REJECTED: "query rejected by Prometheus",
+    ProblemKind.INVALID: "unusable answer",
+    ProblemKind.BASELINE_NOT_READY: "baseline not ready",
+    ProblemKind.NO_DATA: "empty answer",
+}
+_SIGNAL_OF_FIELD = (
+    ("spec.predictionDrift", "predictionDrift"),
+    ("spec.drift", "drift"),
+    ("spec.dataQuality", "dataQuality"),
+    ("spec.kpis", "kpi"),
+)
+
+
+def _missing(problem: SignalProblem) -> Evidence:
+    """A signal without a value as evidence: which signal, which query, and why."""
+    signal = next((name for prefix, name in _SIGNAL_OF_FIELD if problem.field.startswith(prefix)), "signal")
+    words = _PROBLEM_WORDS[problem.kind]
+    message = problem.message
+    if message.startswith(f"{words}: "):
+        message = message[len(words) + 2 :]
+    return Evidence(signal="missing", detail=f"{signal} ({problem.field}): {words}: {message}")
+
+
+def _informative(evaluation: Evaluation) -> bool:
+    """Whether any signal produced a value to judge."""
+    return bool(
+        evaluation.drift
+        or evaluation.prediction_drift
+        or any(
+            outcome.state in (CheckState.OK, CheckState.BREACHED)
+            for outcome in (*evaluation.data_quality, *evaluation.kpis)
+        )
+    )
+
+
+def _judged_drift(signal: str, result: DriftResult | None) -> list[Evidence]:
+    if result is None:
+        return []
+    ready = result.baseline_ready & ~np.isnan(result.scores.score)
+    count = int(ready.sum())
+    if not count:
+        return []
+    top = float(np.max(result.scores.score[ready]))
+    warming = len(result.not_ready())
+    detail = f"{count} series judged" + (f", {warming} with a baseline still filling" if warming else "")
+    return [
+        Evidence(
+            signal=signal,
+            value=round(min(top, 1e6), 6),
+            threshold=result.config.critical,
+            window=result.config.window,
+            detail=detail,
+        )
+    ]
+
+
+def _judged_checks(signal: str, outcomes: Iterable[CheckOutcome], label: str | None) -> list[Evidence]:
+    return [
+        Evidence(
+            signal=signal,
+            feature=outcome.labels.get(label) if label else None,
+            value=outcome.value,
+            threshold=outcome.min if outcome.min is not None else outcome.max,
+            detail=outcome.name,
+        )
+        for outcome in outcomes
+        if outcome.state is CheckState.OK
+    ]
+
+
+def _unknown_reason(evaluation: Evaluation) -> str:
+    kinds = {problem.kind for problem in evaluation.problems}
+    return next((reason for kind, reason in _UNKNOWN_REASONS if kind in kinds), "NoData")
+
+
 def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment | None) -> Assessment:
     """Classify what one evaluation shows (pure; ``previous`` gives hysteresis and sticky breaks)."""
     breaks: list[Finding] = []
@@ -300,6 +390,8 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         for o, kpi in zip(evaluation.kpis, spec.kpis, strict=True)
         if o.state in (CheckState.NO_DATA, CheckState.ERROR) and kpi.on_no_data is NoDataPolicy.HOLD
     ]
+    informative = _informative(evaluation)
+    feature_label = spec.drift.feature_label if spec.drift else None
     return Assessment(
         time=evaluation.time,
         breaks=breaks,
@@ -314,4 +406,13 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         data_quality_evaluated=all(
             o.state in (CheckState.OK, CheckState.BREACHED) for o in evaluation.data_quality
         ),
+        informative=informative,
+        judged=[
+            *_judged_drift("drift", evaluation.drift),
+            *_judged_drift("predictionDrift", evaluation.prediction_drift),
+            *_judged_checks("dataQuality", evaluation.data_quality, feature_label),
+            *_judged_checks("kpi", evaluation.kpis, None),
+        ][:MAX_FINDINGS],
+        missing=[_missing(problem) for problem in evaluation.problems],
+        missing_reason=None if informative else _unknown_reason(evaluation),
     )

@@ -17,7 +17,13 @@ outage, a gap in a replay) do not count. In order of precedence:
    (``DriftWithoutImpact``), drift whose impact is unknown because KPIs have no data
    (``DriftImpactUnknown``), anything not yet persistent, sudden shifts without a break
    signature, warnings.
-4. **NoAction** otherwise.
+4. **Unknown** when the newest evaluation could not judge any signal (every query empty or
+   rejected, Prometheus unreachable, every baseline still filling): the reason code says
+   which (``NoData``, ``QueryRejected``, ``PrometheusUnavailable``, ``BaselineNotReady``,
+   ``UnusableMetrics``) and the evidence names each missing signal and its query. A hold in
+   force is not released by missing data; nothing else is decided on it.
+5. **NoAction** otherwise, with the signals it rests on as evidence (and those that were
+   missing, named in the message).
 """
 
 from __future__ import annotations
@@ -123,12 +129,32 @@ class _Decider:
         )
 
     def decide(self) -> Decision:
-        return (
-            self.hold()
-            or self.retrain()
-            or self.watch()
-            or self.make(Action.NO_ACTION, "Healthy", "every signal is within its thresholds", [])
+        return self.hold() or self.unknown() or self.retrain() or self.watch() or self.healthy()
+
+    def unknown(self) -> Decision | None:
+        """Nothing could be judged: say what is missing instead of calling it healthy."""
+        current = self.current
+        if current.informative:
+            return None
+        reason = current.missing_reason or "NoData"
+        missing = current.missing or [Evidence(signal="missing", detail="no signal returned data")]
+        shown = "; ".join(e.detail for e in missing[:3])
+        more = f"; and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return self.make(
+            Action.UNKNOWN,
+            reason,
+            f"no signal could be judged ({shown}{more}); nothing is decided on missing data",
+            missing,
         )
+
+    def healthy(self) -> Decision:
+        current = self.current
+        seen = list(current.judged)
+        message = "every signal is within its thresholds"
+        if current.missing:
+            names = ", ".join(sorted({e.detail.split(":", 1)[0] for e in current.missing}))
+            message = f"every signal with data is within its thresholds; without data: {names}"
+        return self.make(Action.NO_ACTION, "Healthy", message, seen + current.missing)
 
     def _last_breaks(self) -> Assessment:
         for assessment in reversed(self.recent):
