@@ -358,7 +358,7 @@ def judge(
         raise SuiteError(f"{expectation.scenario}: nothing was replayed")
     visible_index = _visible_index(expectation, scenario, steps)
     violations = _never(expectation, steps)
-    unavailable = [step.time for step in steps if step.decision is None]
+    unavailable = [step.time for step in steps if step.decision is None or step.evaluation.unavailable]
     if unavailable:
         violations.append(
             f"{len(unavailable)} evaluations without Prometheus (first {unavailable[0]:%Y-%m-%d %H:%M})"
