@@ -134,7 +134,7 @@ class Empty:
 def test_a_backtest_where_nothing_was_judged_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest = {"apiVersion": "evergreen.dev/v1alpha1", "kind": "ModelMonitor", "metadata": {"name": "m"}}
+    manifest: dict[str, Any] = {"apiVersion": "evergreen.dev/v1alpha1", "kind": "ModelMonitor"}
     manifest["spec"] = {"model": "nothing-matches", "interval": "5m", "drift": {"histogram": "h"}}
     config = parse_spec(manifest["spec"])
     recorder = Recorder(Empty())

@@ -46,7 +46,10 @@ class BreakKind(StrEnum):
 class Evidence(StatusModel):
     """One fact a decision rests on."""
 
-    signal: str = Field(description="drift, predictionDrift, step, signature, kpi or dataQuality")
+    signal: str = Field(
+        description="drift, predictionDrift, step, signature, kpi, dataQuality, labels or missing"
+    )
+    check: str | None = Field(default=None, description="The KPI or data-quality check's name.")
     feature: str | None = None
     segment: str | None = None
     value: float | None = None
@@ -68,7 +71,7 @@ class Evidence(StatusModel):
             numbers = f"{self.value:.4g}"
             if self.threshold is not None:
                 numbers += f" vs {self.threshold:.4g}"
-        parts = [p for p in (self.signal + ":", where, numbers, self.detail) if p]
+        parts = [p for p in (self.signal + ":", self.check or "", where, numbers, self.detail) if p]
         return " ".join(parts)
 
 
@@ -99,6 +102,9 @@ class Assessment(StatusModel):
     sudden: list[Finding] = Field(default_factory=list, description="Step changes without a break signature.")
     prediction_drift: list[Finding] = Field(default_factory=list)
     kpis_breached: list[str] = Field(default_factory=list)
+    kpi_breaches: list[Evidence] = Field(
+        default_factory=list, description="Every breached KPI series (with hysteresis)."
+    )
     kpis_unknown: list[str] = Field(default_factory=list)
     data_quality_breached: list[Evidence] = Field(default_factory=list)
     drift_evaluated: bool = True

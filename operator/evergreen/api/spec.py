@@ -263,6 +263,14 @@ class DecisionPolicy(ApiModel):
         description="A flagged series clears only below (1 - hysteresis) x its threshold, so a "
         "score hovering at a threshold does not flap.",
     )
+    bound_hysteresis: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="A breached KPI or data-quality series clears only once it is back inside its "
+        "bound by this fraction of the bound (0.01: min 0.88 clears at 0.8888), so a KPI sitting "
+        "at its threshold does not flap.",
+    )
     upstream_features: int = Field(
         default=3,
         ge=2,

@@ -97,6 +97,14 @@ class CheckState(StrEnum):
     ERROR = "Error"
 
 
+class CheckSeries(StatusModel):
+    """One series a check or KPI query returned."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    value: float | None = Field(default=None, description="None for an infinite value.")
+    breached: bool = False
+
+
 class CheckOutcome(StatusModel):
     """A data-quality check or KPI: its value and whether it is within bounds."""
 
@@ -108,6 +116,9 @@ class CheckOutcome(StatusModel):
     max: float | None = None
     breached_series: int = 0
     message: str | None = None
+    series: list[CheckSeries] = Field(
+        default_factory=list, description="Every series, the worst first (at most 20)."
+    )
 
 
 class EvaluationSummary(StatusModel):

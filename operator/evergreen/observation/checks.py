@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from evergreen.api.spec import BoundedQuery, Kpi, NoDataPolicy
-from evergreen.api.status import CheckOutcome, CheckState
+from evergreen.api.status import CheckOutcome, CheckSeries, CheckState
 from evergreen.signals.samples import QueryResult
 
 
@@ -29,6 +29,19 @@ def _margin(value: float, check: BoundedQuery) -> float:
 def _reported(value: float) -> float | None:
     """The value as status can hold it: JSON has no infinity (the message says it instead)."""
     return value if math.isfinite(value) else None
+
+
+#: Series kept per outcome (the worst first): enough for attribution and hysteresis.
+MAX_SERIES = 20
+
+
+def _series(values: list[tuple[float, dict[str, str]]], check: BoundedQuery) -> list[CheckSeries]:
+    """Every series, breached ones first (worst first), then the closest to a bound."""
+    ordered = sorted(values, key=lambda item: (-_violation(item[0], check), _margin(item[0], check)))
+    return [
+        CheckSeries(labels=labels, value=_reported(value), breached=_violation(value, check) > 0)
+        for value, labels in ordered[:MAX_SERIES]
+    ]
 
 
 def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
@@ -62,6 +75,7 @@ def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
             max=check.max,
             breached_series=len(breached),
             message=message,
+            series=_series(values, check),
         )
     value, labels = min(values, key=lambda item: _margin(item[0], check))
     if not math.isfinite(value):
@@ -72,9 +86,16 @@ def check_outcome(check: BoundedQuery, result: QueryResult) -> CheckOutcome:
             min=check.min,
             max=check.max,
             message=f"{value} within bounds",
+            series=_series(values, check),
         )
     return CheckOutcome(
-        name=check.name, state=CheckState.OK, value=value, labels=labels, min=check.min, max=check.max
+        name=check.name,
+        state=CheckState.OK,
+        value=value,
+        labels=labels,
+        min=check.min,
+        max=check.max,
+        series=_series(values, check),
     )
 
 

@@ -58,8 +58,8 @@ from evergreen.analysis import SeriesKey
 from evergreen.analysis.multiple_testing import benjamini_hochberg
 from evergreen.analysis.signatures import BreakSignatures, signatures
 from evergreen.api.decisions import Assessment, BreakKind, Evidence, Finding
-from evergreen.api.spec import HistogramDrift, ModelMonitorSpec, NoDataPolicy
-from evergreen.api.status import CheckOutcome, CheckState
+from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec, NoDataPolicy
+from evergreen.api.status import CheckOutcome, CheckSeries, CheckState
 from evergreen.observation.evaluate import DriftResult, Evaluation, ProblemKind, SignalProblem
 
 #: Affine fits at least this good describe a transform of the same values.
@@ -318,6 +318,71 @@ def _informative(evaluation: Evaluation) -> bool:
     )
 
 
+def _where(labels: dict[str, str], feature_label: str | None) -> tuple[str | None, str | None]:
+    """(feature, segment) of a check series: the feature label, and every other label."""
+    feature = labels.get(feature_label) if feature_label else None
+    rest = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != feature_label)
+    return feature, rest or None
+
+
+def _recovered(value: float, check: BoundedQuery, margin: float) -> bool:
+    """Whether a value is back inside its bounds by ``margin`` x the bound."""
+    if check.min is not None and value < check.min + abs(check.min) * margin:
+        return False
+    return not (check.max is not None and value > check.max - abs(check.max) * margin)
+
+
+def _breaches(
+    signal: str,
+    check: BoundedQuery,
+    outcome: CheckOutcome,
+    before: Sequence[Evidence],
+    margin: float,
+    feature_label: str | None,
+) -> list[Evidence]:
+    """Every breached series of a check, as evidence naming its feature and segment.
+
+    Hysteresis: a series breached in the previous assessment stays breached until it is back
+    inside its bound by ``margin`` x the bound, so a value sitting at a bound does not flap.
+    """
+    series_list = list(outcome.series)
+    if not series_list and (outcome.value is not None or outcome.labels):
+        # An outcome that carries only its worst series (recorded before series were kept).
+        worst = CheckSeries(
+            labels=outcome.labels, value=outcome.value, breached=outcome.state is CheckState.BREACHED
+        )
+        series_list = [worst]
+    if outcome.state is CheckState.BREACHED and not series_list:
+        # onNoData: Breach: no series to name.
+        return [Evidence(signal=signal, check=check.name, detail=outcome.message or "breached")]
+    held = {(e.feature, e.segment) for e in before if e.check == check.name}
+    found = []
+    for series in series_list:
+        feature, segment = _where(series.labels, feature_label)
+        value = series.value
+        if series.breached:
+            detail = (
+                outcome.message if series.labels == outcome.labels and outcome.message else "outside bounds"
+            )
+        elif (feature, segment) in held and value is not None and not _recovered(value, check, margin):
+            detail = f"not recovered yet (clears {margin:.0%} inside the bound)"
+        else:
+            continue
+        low = check.min is not None and value is not None and value < check.min + abs(check.min) * margin
+        found.append(
+            Evidence(
+                signal=signal,
+                check=check.name,
+                feature=feature,
+                segment=segment,
+                value=value,
+                threshold=check.min if low or check.max is None else check.max,
+                detail=detail,
+            )
+        )
+    return found
+
+
 def _judged_drift(signal: str, result: DriftResult | None) -> list[Evidence]:
     if result is None:
         return []
@@ -371,27 +436,28 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         if evaluation.prediction_drift
         else []
     )
+    feature_label = spec.drift.feature_label if spec.drift else None
+    before_quality = previous.data_quality_breached if previous else []
+    before_kpis = previous.kpi_breaches if previous else []
     quality = [
-        Evidence(
-            signal="dataQuality",
-            feature=outcome.labels.get(spec.drift.feature_label) if spec.drift else None,
-            value=outcome.value,
-            threshold=outcome.max
-            if outcome.max is not None and (outcome.value or 0) > outcome.max
-            else outcome.min,
-            detail=f"{outcome.name}: {outcome.message}",
+        evidence
+        for check, outcome in zip(spec.data_quality, evaluation.data_quality, strict=True)
+        for evidence in _breaches(
+            "dataQuality", check, outcome, before_quality, spec.policy.bound_hysteresis, feature_label
         )
-        for outcome in evaluation.data_quality
-        if outcome.state is CheckState.BREACHED
     ]
-    kpis_breached = [o.name for o in evaluation.kpis if o.state is CheckState.BREACHED]
+    kpi_breaches = [
+        evidence
+        for kpi, outcome in zip(spec.kpis, evaluation.kpis, strict=True)
+        for evidence in _breaches("kpi", kpi, outcome, before_kpis, spec.policy.bound_hysteresis, None)
+    ]
+    kpis_breached = list(dict.fromkeys(e.check for e in kpi_breaches if e.check is not None))
     kpis_unknown = [
         o.name
         for o, kpi in zip(evaluation.kpis, spec.kpis, strict=True)
         if o.state in (CheckState.NO_DATA, CheckState.ERROR) and kpi.on_no_data is NoDataPolicy.HOLD
     ]
     informative = _informative(evaluation)
-    feature_label = spec.drift.feature_label if spec.drift else None
     return Assessment(
         time=evaluation.time,
         breaks=breaks,
@@ -400,8 +466,9 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         sudden=sudden,
         prediction_drift=prediction,
         kpis_breached=kpis_breached,
+        kpi_breaches=kpi_breaches[:MAX_FINDINGS],
         kpis_unknown=kpis_unknown,
-        data_quality_breached=quality,
+        data_quality_breached=quality[:MAX_FINDINGS],
         drift_evaluated=evaluation.drift is not None or spec.drift is None,
         data_quality_evaluated=all(
             o.state in (CheckState.OK, CheckState.BREACHED) for o in evaluation.data_quality

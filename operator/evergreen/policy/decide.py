@@ -82,6 +82,32 @@ def _scope(findings: Sequence[Finding]) -> Scope:
     return Scope(features=features, segments=segments)
 
 
+def _same_segment(finding_segment: str, check_segment: str) -> bool:
+    """Whether a drift series' segment (``segment=ios``) is a KPI series' (its labels)."""
+    if finding_segment == "*":
+        return False
+    wanted = set(check_segment.split(","))
+    return set(finding_segment.split(",")) <= wanted
+
+
+def _check_text(evidence: Evidence) -> str:
+    where = f" [{evidence.segment}]" if evidence.segment else ""
+    value = f" {evidence.value:.4g}" if evidence.value is not None else ""
+    return f"{evidence.check}{where}:{value} {evidence.detail}".strip()
+
+
+def _hold_scope(assessment: Assessment) -> Scope | None:
+    """What a hold is about: the broken series, and the segments of breached checks."""
+    if assessment.breaks:
+        return _scope(assessment.breaks)
+    checks = assessment.data_quality_breached
+    features = sorted({e.feature for e in checks if e.feature})
+    segments = sorted({e.segment for e in checks if e.segment})
+    if not features and not segments:
+        return None
+    return Scope(features=features, segments=segments)
+
+
 class _Decider:
     def __init__(
         self,
@@ -234,7 +260,7 @@ class _Decider:
             f"{self._break_text(source)}: a data or pipeline break, not drift; retraining and "
             "rollouts are frozen until it is fixed",
             evidence,
-            _scope(source.breaks) if source.breaks else None,
+            _hold_scope(source),
         )
 
     @staticmethod
@@ -247,7 +273,7 @@ class _Decider:
     def _break_text(self, assessment: Assessment) -> str:
         kind = self._break_kind(assessment)
         if kind is BreakKind.DATA_QUALITY and not assessment.breaks:
-            checks = "; ".join(e.detail for e in assessment.data_quality_breached[:3])
+            checks = "; ".join(_check_text(e) for e in assessment.data_quality_breached[:3])
             return f"data-quality check failed ({checks})"
         findings = [f for f in assessment.breaks if f.kind is kind] or assessment.breaks
         first = findings[0]
@@ -259,7 +285,12 @@ class _Decider:
         outputs_persist = self.held(lambda a: a.prediction_drift)
         current = self.current
         findings = current.drift or self._last(lambda a: a.drift)
-        kpi_evidence = [Evidence(signal="kpi", detail=f"{name} breached") for name in current.kpis_breached]
+        kpi_evidence = self._kpi_evidence()
+        continuing = self._retrain_in_force() and (kpis_persist or (drift_persists and outputs_persist))
+        if continuing:
+            # One incident keeps one identity and one scope while it lasts: drift dipping below
+            # its threshold for an evaluation does not turn a scoped retrain into an unscoped one.
+            return self._continue_retrain(findings, kpi_evidence)
         if drift_persists and findings and (kpis_persist or outputs_persist):
             if kpis_persist:
                 reason = "DriftHurtsKPIs"
@@ -282,13 +313,16 @@ class _Decider:
         # "Inputs stable" must be seen, not assumed: missing drift data is no evidence of it.
         inputs_seen = all(a.drift_evaluated for a in self.recent)
         if kpis_persist and inputs_seen and not current.drift and not drift_persists:
+            scope, moved = self._kpi_scope()
+            where = f" in {', '.join(scope.segments)}" if scope.segments else ""
+            also = f", where {_where(moved)} also moved" if moved else ""
             return self.make(
                 Action.RETRAIN,
                 "ConceptDrift",
-                f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())}) while the "
-                "inputs are stable: the relationship changed; retrain on fresh labels",
-                kpi_evidence,
-                Scope(),
+                f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())}){where} while "
+                f"the inputs are stable{also}: the relationship changed; retrain on fresh labels",
+                kpi_evidence + _evidence(moved, "drift", self.window),
+                scope,
             )
         return None
 
@@ -303,6 +337,59 @@ class _Decider:
             if assessment.kpis_breached:
                 return assessment.kpis_breached
         return []
+
+    def _retrain_in_force(self) -> bool:
+        previous = self.previous
+        return previous is not None and (
+            previous.action is Action.RETRAIN
+            or (previous.action, previous.reason) == (Action.ESCALATE, "RetrainingNotHelping")
+        )
+
+    def _continue_retrain(self, findings: Sequence[Finding], kpi_evidence: list[Evidence]) -> Decision:
+        previous = self.previous
+        assert previous is not None
+        reason = previous.reason if previous.action is Action.RETRAIN else "DriftHurtsKPIs"
+        scope = previous.scope or Scope()
+        if scope.features or scope.segments:
+            # A scoped incident may spread; it is never narrowed while it lasts.
+            grown = _scope(findings) if findings else Scope()
+            scope = Scope(
+                features=sorted({*scope.features, *grown.features}),
+                segments=sorted({*scope.segments, *grown.segments}) if scope.segments else [],
+            )
+        evidence = _evidence(findings, "drift", self.window) + kpi_evidence
+        return self.make(
+            Action.RETRAIN,
+            reason,
+            f"{previous.message.split('; still in force')[0]}; still in force",
+            evidence or list(previous.evidence),
+            scope,
+        )
+
+    def _kpi_evidence(self) -> list[Evidence]:
+        for assessment in reversed(self.recent):
+            if assessment.kpi_breaches:
+                return list(assessment.kpi_breaches)
+        return []
+
+    def _kpi_scope(self) -> tuple[Scope, list[Finding]]:
+        """Where a KPI breach is: its segments, and the features that moved in them.
+
+        When the KPI query returns segments and only some breach, the retrain is scoped to
+        them, and to the features whose drift (at any level) co-occurs there.
+        """
+        breaches = self._kpi_evidence()
+        segments = sorted({e.segment for e in breaches if e.segment})
+        if not segments or any(e.segment is None for e in breaches):
+            return Scope(), []
+        current = self.current
+        moved = [
+            f
+            for f in (*current.drift, *current.warnings, *current.sudden, *current.prediction_drift)
+            if any(_same_segment(f.segment, segment) for segment in segments)
+        ]
+        features = sorted({f.feature for f in moved if f.feature != "prediction"})
+        return Scope(features=features, segments=segments), moved
 
     def watch(self) -> Decision | None:
         current = self.current
@@ -345,7 +432,7 @@ class _Decider:
                 Action.WATCH,
                 "KPIBreachNotPersistent",
                 f"KPIs breached ({', '.join(current.kpis_breached)}); acting only if it persists",
-                [Evidence(signal="kpi", detail=f"{name} breached") for name in current.kpis_breached],
+                list(current.kpi_breaches),
             )
         if current.prediction_drift:
             return self.make(
