@@ -41,6 +41,8 @@ class BreakKind(StrEnum):
     SEGMENT_BREAK = "SegmentBreak"
     UPSTREAM_CHANGE = "UpstreamChange"
     DATA_QUALITY = "DataQualityCheckFailed"
+    #: A KPI's labels stopped arriving while predictions flow: the labels are late or lost.
+    LABELS_STOPPED = "LabelPipelineStopped"
 
 
 class Evidence(StatusModel):
@@ -120,8 +122,19 @@ class Assessment(StatusModel):
         default=None, description="The reason code when nothing could be judged, e.g. NoData."
     )
 
+    labels_flowing: list[str] = Field(
+        default_factory=list, description="KPIs (with labelsQuery) whose labels arrive."
+    )
+    labels_stopped: list[Evidence] = Field(
+        default_factory=list, description="KPIs whose labels stopped while predictions flow."
+    )
+
     def has_breaks(self) -> bool:
-        return bool(self.breaks or self.data_quality_breached)
+        return bool(self.breaks or self.data_quality_breached or self.labels_stopped)
+
+    def incident_evidence(self) -> list[Evidence]:
+        """The data-quality and label-pipeline facts of a break (drift findings aside)."""
+        return [*self.data_quality_breached, *self.labels_stopped]
 
 
 class Scope(StatusModel):

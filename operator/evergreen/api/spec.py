@@ -230,6 +230,20 @@ class Kpi(BoundedQuery):
     """A business or model-quality KPI such as precision or conversion rate."""
 
     on_no_data: NoDataPolicy = Field(default=NoDataPolicy.HOLD, description="What a KPI without data means.")
+    label_delay: Duration | None = Field(
+        default=None,
+        description="How late this KPI's labels arrive (e.g. 6h): the KPI is judged on the window "
+        "that ended this long ago, the latest one that can be complete.",
+    )
+    labels_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="PromQL for the rate at which this KPI's labels arrive now, e.g. "
+        "sum(rate(model_label_outcomes_total{model=\"{{model}}\"}[15m])). When it drops to zero while "
+        "predictions keep flowing, the labels are late or lost: a label-pipeline incident (hold "
+        "and alert), and the KPI is not judged.",
+    )
 
 
 class Persistence(ApiModel):

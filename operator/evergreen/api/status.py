@@ -119,6 +119,9 @@ class CheckOutcome(StatusModel):
     series: list[CheckSeries] = Field(
         default_factory=list, description="Every series, the worst first (at most 20)."
     )
+    label_rate: float | None = Field(
+        default=None, description="KPIs with labelsQuery: the rate at which labels arrive now."
+    )
 
 
 class EvaluationSummary(StatusModel):

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
@@ -210,10 +210,10 @@ class _Reader:
         self.at = at
         self.issued = 0
 
-    async def read(self, query: str, field: str) -> QueryResult | SignalProblem:
+    async def read(self, query: str, field: str, delay: timedelta = timedelta(0)) -> QueryResult | SignalProblem:
         self.issued += 1
         try:
-            return await self.source.instant(query, self.at, field=field)
+            return await self.source.instant(query, self.at - delay, field=field)
         except QueryRejected as error:
             return SignalProblem(error.field, ProblemKind.REJECTED, error.message)
         except MetricsUnavailable as error:
@@ -284,12 +284,19 @@ async def _drift(
 
 
 async def _check(
-    reader: _Reader, check: BoundedQuery, query: CheckQuery
+    reader: _Reader, check: BoundedQuery, query: CheckQuery, labels: CheckQuery | None = None
 ) -> tuple[CheckOutcome, SignalProblem | None]:
-    answer = await reader.read(query.promql, query.field)
+    answer = await reader.read(query.promql, query.field, query.delay)
     if isinstance(answer, SignalProblem):
         return errored_outcome(check, answer.message), answer
     outcome = check_outcome(check, answer)
+    if labels is not None:
+        arriving = await reader.read(labels.promql, labels.field)
+        if isinstance(arriving, SignalProblem):
+            return outcome, arriving
+        # An empty answer is a counter without increase: no labels arrive.
+        rate = sum(s.value for s in arriving.samples if not math.isnan(s.value))
+        outcome = outcome.model_copy(update={"label_rate": rate})
     problem = None
     if answer.empty or outcome.message == "the query returned no data":
         problem = SignalProblem(query.field, ProblemKind.NO_DATA, f"{check.name}: the query returned no data")
@@ -340,10 +347,14 @@ async def evaluate(
                 references.get("spec.predictionDrift"),
             )
         )
+    label_queries = queries.kpi_labels or [None] * len(queries.kpis)
     check_tasks = [
-        _check(reader, check, query)
-        for check, query in zip(
-            [*spec.data_quality, *spec.kpis], [*queries.data_quality, *queries.kpis], strict=True
+        _check(reader, check, query, labels)
+        for check, query, labels in zip(
+            [*spec.data_quality, *spec.kpis],
+            [*queries.data_quality, *queries.kpis],
+            [None] * len(queries.data_quality) + list(label_queries),
+            strict=True,
         )
     ]
     # One gather for everything: an evaluation costs its slowest query, not their sum.

@@ -7,8 +7,8 @@ each data-quality check and KPI is one query of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from evergreen.api.durations import parse_duration
@@ -38,6 +38,8 @@ class CheckQuery:
 
     field: str
     promql: str
+    #: Evaluated this long before the evaluation (a KPI's label delay).
+    delay: timedelta = timedelta(0)
 
 
 def template_variables(spec: ModelMonitorSpec, namespace: str, version: str | None = None) -> dict[str, str]:
@@ -134,10 +136,13 @@ class QueryPlan:
     prediction_drift: list[HistogramQuery]
     data_quality: list[CheckQuery]
     kpis: list[CheckQuery]
+    #: Per KPI, the query for the rate at which its labels arrive (None: not declared).
+    kpi_labels: list[CheckQuery | None] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis)
+        labels = sum(1 for query in self.kpi_labels if query is not None)
+        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis) + labels
 
 
 def plan(
@@ -185,7 +190,17 @@ def plan(
         CheckQuery(
             f"spec.kpis[{i}].query",
             render_template(kpi.query, variables, field=f"spec.kpis[{i}].query"),
+            parse_duration(kpi.label_delay) if kpi.label_delay else timedelta(0),
         )
         for i, kpi in enumerate(spec.kpis)
     ]
-    return QueryPlan(drift, prediction, checks, kpis)
+    labels = [
+        CheckQuery(
+            f"spec.kpis[{i}].labelsQuery",
+            render_template(kpi.labels_query, variables, field=f"spec.kpis[{i}].labelsQuery"),
+        )
+        if kpi.labels_query
+        else None
+        for i, kpi in enumerate(spec.kpis)
+    ]
+    return QueryPlan(drift, prediction, checks, kpis, labels)

@@ -77,6 +77,7 @@ _SPECIFICITY = {
     BreakKind.COLLAPSED: 2,
     BreakKind.OUT_OF_RANGE: 1,
     BreakKind.DATA_QUALITY: 0,
+    BreakKind.LABELS_STOPPED: -1,
 }
 #: Share of mass in one bucket that means "collapsed to a constant".
 COLLAPSED_SHARE = 0.9
@@ -383,6 +384,34 @@ def _breaches(
     return found
 
 
+def _labels(
+    spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment | None, *, moved: bool
+) -> tuple[list[str], list[Evidence]]:
+    """(KPIs whose labels arrive, label-pipeline incidents).
+
+    A KPI's labels *stopped* when none arrive now, they did at the previous evaluation (or
+    had already stopped), predictions keep flowing (the current drift window has traffic)
+    and neither inputs nor outputs moved: the labels are late or lost, not the concept
+    changed. A labels query that never saw labels arrive is not enough to call a stop.
+    """
+    flowing = [o.name for o in evaluation.kpis if o.label_rate is not None and o.label_rate > 0]
+    before = set(previous.labels_flowing) if previous else set()
+    before |= {e.check for e in previous.labels_stopped if e.check} if previous else set()
+    traffic = evaluation.drift is not None or evaluation.prediction_drift is not None
+    stopped = [
+        Evidence(
+            signal="labels",
+            check=o.name,
+            value=o.label_rate,
+            threshold=0.0,
+            detail="no labels arrive while predictions continue",
+        )
+        for o in evaluation.kpis
+        if o.label_rate is not None and o.label_rate <= 0 and o.name in before and traffic and not moved
+    ]
+    return flowing, stopped
+
+
 def _judged_drift(signal: str, result: DriftResult | None) -> list[Evidence]:
     if result is None:
         return []
@@ -446,16 +475,22 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
             "dataQuality", check, outcome, before_quality, spec.policy.bound_hysteresis, feature_label
         )
     ]
+    flowing, stopped = _labels(spec, evaluation, previous, moved=bool(drift or prediction or sudden or breaks))
+    silent = {e.check for e in stopped} | {
+        o.name for o in evaluation.kpis if o.label_rate is not None and o.label_rate <= 0
+    }
     kpi_breaches = [
         evidence
         for kpi, outcome in zip(spec.kpis, evaluation.kpis, strict=True)
+        if kpi.name not in silent  # a KPI without labels arriving says nothing about the model
         for evidence in _breaches("kpi", kpi, outcome, before_kpis, spec.policy.bound_hysteresis, None)
     ]
     kpis_breached = list(dict.fromkeys(e.check for e in kpi_breaches if e.check is not None))
     kpis_unknown = [
         o.name
         for o, kpi in zip(evaluation.kpis, spec.kpis, strict=True)
-        if o.state in (CheckState.NO_DATA, CheckState.ERROR) and kpi.on_no_data is NoDataPolicy.HOLD
+        if (o.state in (CheckState.NO_DATA, CheckState.ERROR) and kpi.on_no_data is NoDataPolicy.HOLD)
+        or o.name in silent
     ]
     informative = _informative(evaluation)
     return Assessment(
@@ -469,6 +504,8 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         kpi_breaches=kpi_breaches[:MAX_FINDINGS],
         kpis_unknown=kpis_unknown,
         data_quality_breached=quality[:MAX_FINDINGS],
+        labels_flowing=flowing,
+        labels_stopped=stopped,
         drift_evaluated=evaluation.drift is not None or spec.drift is None,
         data_quality_evaluated=all(
             o.state in (CheckState.OK, CheckState.BREACHED) for o in evaluation.data_quality

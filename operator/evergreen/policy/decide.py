@@ -45,6 +45,7 @@ _BREAK_ORDER = [
     BreakKind.COLLAPSED,
     BreakKind.OUT_OF_RANGE,
     BreakKind.DATA_QUALITY,
+    BreakKind.LABELS_STOPPED,
 ]
 
 
@@ -206,7 +207,7 @@ class _Decider:
             return False
         held = {(e.feature, e.segment) for e in previous.evidence}
         seen: set[tuple[str | None, str | None]] = {(f.feature, f.segment) for f in self.current.breaks}
-        seen |= {(e.feature, e.segment) for e in self.current.data_quality_breached}
+        seen |= {(e.feature, e.segment) for e in self.current.incident_evidence()}
         return bool(held & seen)
 
     def hold(self) -> Decision | None:
@@ -221,7 +222,7 @@ class _Decider:
             )
         if not (self.held(Assessment.has_breaks) or (self._holding() and current.has_breaks())):
             if current.has_breaks():
-                evidence = _evidence(current.breaks, "signature", self.window) + current.data_quality_breached
+                evidence = _evidence(current.breaks, "signature", self.window) + current.incident_evidence()
                 persistence = self.spec.policy.persistence
                 return self.make(
                     Action.WATCH,
@@ -232,7 +233,7 @@ class _Decider:
                 )
             return None
         source = self._last_breaks()
-        evidence = _evidence(source.breaks, "signature", self.window) + source.data_quality_breached
+        evidence = _evidence(source.breaks, "signature", self.window) + source.incident_evidence()
         reason = self._break_kind(source).value
         previous = self.previous
         escalated = previous is not None and (previous.action, previous.reason) == (
@@ -257,8 +258,8 @@ class _Decider:
         return self.make(
             Action.HOLD_FOR_DATA_QUALITY,
             reason,
-            f"{self._break_text(source)}: a data or pipeline break, not drift; retraining and "
-            "rollouts are frozen until it is fixed",
+            f"{self._break_text(source)}: a data or pipeline break, not drift (or concept drift); "
+            "retraining and rollouts are frozen until it is fixed",
             evidence,
             _hold_scope(source),
         )
@@ -268,6 +269,8 @@ class _Decider:
         kinds = {f.kind for f in assessment.breaks if f.kind is not None}
         if assessment.data_quality_breached:
             kinds.add(BreakKind.DATA_QUALITY)
+        if assessment.labels_stopped:
+            kinds.add(BreakKind.LABELS_STOPPED)
         return next(kind for kind in _BREAK_ORDER if kind in kinds)
 
     def _break_text(self, assessment: Assessment) -> str:
@@ -275,6 +278,12 @@ class _Decider:
         if kind is BreakKind.DATA_QUALITY and not assessment.breaks:
             checks = "; ".join(_check_text(e) for e in assessment.data_quality_breached[:3])
             return f"data-quality check failed ({checks})"
+        if kind is BreakKind.LABELS_STOPPED:
+            names = ", ".join(e.check or "?" for e in assessment.labels_stopped)
+            return (
+                f"labels of {names} stopped arriving while predictions continue: the label pipeline "
+                "is late or broken, so the KPI says nothing about the model"
+            )
         findings = [f for f in assessment.breaks if f.kind is kind] or assessment.breaks
         first = findings[0]
         return f"{kind.value} in {_where(findings)}: {first.detail}"
