@@ -17,7 +17,7 @@ from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import Evaluation, evaluate
-from evergreen.policy.engine import PolicyState, advance
+from evergreen.policy.engine import BaselineBounds, PolicyState, advance, baseline_bounds
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
 
@@ -112,15 +112,28 @@ async def replay(
     ``concurrency`` at a time); the engine then walks them in time order.
     """
     limit = asyncio.Semaphore(concurrency)
+    first = baseline_bounds(spec, PolicyState(), None)
 
-    async def evaluate_at(at: datetime) -> Evaluation:
+    async def evaluate_at(at: datetime, bounds: BaselineBounds = first) -> Evaluation:
         async with limit:
-            return await evaluate(spec, source, at, namespace=namespace, references=references)
+            return await evaluate(
+                spec,
+                source,
+                at,
+                namespace=namespace,
+                references=references,
+                baseline_anchor=bounds.anchor,
+                baseline_until=bounds.until,
+            )
 
     evaluations = await asyncio.gather(*(evaluate_at(at) for at in times))
     state = PolicyState()
     steps = []
-    for at, evaluation in zip(times, evaluations, strict=True):
+    for at, unbounded in zip(times, evaluations, strict=True):
+        bounds = baseline_bounds(spec, state, None)
+        # While an incident is open its baseline stays before it, as in the operator: only
+        # these evaluations depend on earlier decisions, and are evaluated again in order.
+        evaluation = unbounded if bounds == first else await evaluate_at(at, bounds)
         # Like the operator, decide on every evaluation: one without data decides Unknown.
         state = advance(spec, evaluation, state)
         steps.append(Step(at, evaluation, state.decision))

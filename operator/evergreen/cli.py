@@ -373,6 +373,21 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return _monitor_command(args, change)
 
 
+def cmd_acknowledge(args: argparse.Namespace) -> int:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        decision = ((body.get("status") or {}).get("decision")) or {}
+        held = decision.get("action") == "HoldForDataQuality" or decision.get("reason") == "HoldUnresolved"
+        if not held and not args.force:
+            raise SystemExit(
+                "evergreen: no data-quality hold to acknowledge (pass --force to restart baselines anyway)"
+            )
+        at = _parse_time(args.at) if args.at else datetime.now(UTC)
+        stamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return {"policy": {"acknowledgedAt": stamp}}
+
+    return _monitor_command(args, change)
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from evergreen.api.crd import render_crd_yaml
 
@@ -604,6 +619,15 @@ def parser() -> argparse.ArgumentParser:
     retrain.add_argument("--id", required=True, help="request id; each id runs once")
     retrain.add_argument("--reason", default="", help="why, for the record")
     retrain.set_defaults(handler=cmd_retrain)
+
+    acknowledge = commands.add_parser(
+        "acknowledge",
+        help="accept a data-quality change as the new normal: end the hold, restart baselines",
+    )
+    monitor_options(acknowledge)
+    acknowledge.add_argument("--at", default=None, help="RFC 3339 time (default: now)")
+    acknowledge.add_argument("--force", action="store_true", help="even without a hold in force")
+    acknowledge.set_defaults(handler=cmd_acknowledge)
 
     crd = commands.add_parser("crd", help="print, write or check the CRD manifest")
     crd.add_argument("-o", "--output", type=Path, action="append", help="write to this file (repeatable)")

@@ -155,6 +155,10 @@ class Decision(StatusModel):
     time: datetime = Field(description="When this decision was last confirmed.")
     since: datetime = Field(description="When this action and reason were first decided.")
     enforced: bool = Field(description="False in Observe mode: decided and explained, not acted on.")
+    incident_start: datetime | None = Field(
+        default=None,
+        description="Holds: when the incident began; baselines stay before it while it is open.",
+    )
 
     def same_as(self, other: Decision | None) -> bool:
         return other is not None and (self.action, self.reason) == (other.action, other.reason)

@@ -6,6 +6,7 @@ Defined once here; the CRD's OpenAPI schema is generated from these models
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -240,7 +241,7 @@ class Kpi(BoundedQuery):
         min_length=1,
         max_length=8192,
         description="PromQL for the rate at which this KPI's labels arrive now, e.g. "
-        "sum(rate(model_label_outcomes_total{model=\"{{model}}\"}[15m])). When it drops to zero while "
+        'sum(rate(model_label_outcomes_total{model="{{model}}"}[15m])). When it drops to zero while '
         "predictions keep flowing, the labels are late or lost: a label-pipeline incident (hold "
         "and alert), and the KPI is not judged.",
     )
@@ -293,6 +294,12 @@ class DecisionPolicy(ApiModel):
     escalate_hold_after: Duration | None = Field(
         default="24h",
         description="A data-quality hold unresolved this long escalates to a person (0s: never).",
+    )
+    acknowledged_at: datetime | None = Field(
+        default=None,
+        description="Accept a data-quality change as the new normal (set by `evergreen "
+        "acknowledge`): a hold on an incident that began at or before this time ends, and "
+        "baselines restart from it.",
     )
 
 

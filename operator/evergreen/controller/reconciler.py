@@ -38,7 +38,7 @@ from evergreen.controller.settings import OperatorSettings
 from evergreen.errors import ClusterError, MissingReference, SpecError
 from evergreen.kube.client import Conflict, KubeApi, ObjectRef
 from evergreen.observation.evaluate import Evaluation, ProblemKind, evaluate
-from evergreen.policy.engine import PolicyState, advance
+from evergreen.policy.engine import PolicyState, advance, baseline_bounds
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
@@ -406,6 +406,8 @@ class MonitorReconciler:
                 spec.prometheus, self.settings.default_endpoint, namespace, self.kube, self.bundles
             )
             references = await self._references(spec, namespace)
+            state = PolicyState.from_status(status)
+            bounds = baseline_bounds(spec, state, status.baseline_anchor)
             evaluation = await evaluate(
                 spec,
                 self.sources.source(endpoint),
@@ -413,16 +415,12 @@ class MonitorReconciler:
                 namespace=namespace,
                 references=references,
                 version=status.current_version or spec.current_version,
-                baseline_anchor=status.baseline_anchor,
+                baseline_anchor=bounds.anchor,
+                baseline_until=bounds.until,
             )
             # Every evaluation is decided on, including one without data: the decision then
             # says Unknown and why, instead of leaving an old decision standing as if current.
-            policy = advance(
-                spec,
-                evaluation,
-                PolicyState.from_status(status),
-                retraining_gave_up=status.retraining.gave_up,
-            )
+            policy = advance(spec, evaluation, state, retraining_gave_up=status.retraining.gave_up)
         except MissingReference as error:
             return Attempt(
                 "missing_reference",

@@ -210,7 +210,9 @@ class _Reader:
         self.at = at
         self.issued = 0
 
-    async def read(self, query: str, field: str, delay: timedelta = timedelta(0)) -> QueryResult | SignalProblem:
+    async def read(
+        self, query: str, field: str, delay: timedelta = timedelta(0)
+    ) -> QueryResult | SignalProblem:
         self.issued += 1
         try:
             return await self.source.instant(query, self.at - delay, field=field)
@@ -312,15 +314,25 @@ async def evaluate(
     references: Mapping[str, Sequence[Sample]] | None = None,
     version: str | None = None,
     baseline_anchor: datetime | None = None,
+    baseline_until: datetime | None = None,
 ) -> Evaluation:
     """Evaluate every configured signal at ``at``.
 
     ``references`` holds reference histograms for ConfigMap baselines, keyed by the drift
-    field (``spec.drift`` / ``spec.predictionDrift``). Template errors raise SpecError before
+    field (``spec.drift`` / ``spec.predictionDrift``). ``baseline_anchor`` keeps baselines
+    from reaching before it (a promotion, an acknowledged change); ``baseline_until`` keeps
+    them from reaching after it (an open incident). Template errors raise SpecError before
     any query is sent.
     """
     started = time.perf_counter()
-    queries = plan(spec, namespace, version=version, at=at, baseline_anchor=baseline_anchor)
+    queries = plan(
+        spec,
+        namespace,
+        version=version,
+        at=at,
+        baseline_anchor=baseline_anchor,
+        baseline_until=baseline_until,
+    )
     reader = _Reader(source, at)
     references = references or {}
 

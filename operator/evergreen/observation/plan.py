@@ -80,6 +80,26 @@ def _anchored(
     return f"{seconds}s", (f"{back}s" if back > 0 else None)
 
 
+def _frozen(
+    window: str, offset: str | None, at: datetime | None, until: datetime | None, anchor: datetime | None
+) -> tuple[str, str | None]:
+    """The baseline ``(range, offset)``, moved so that it never reaches after ``until``.
+
+    While an incident is open the baseline stays where it was before the incident began, so
+    a rolling baseline does not absorb the broken data and call it normal.
+    """
+    if at is None or until is None:
+        return window, offset
+    length = parse_duration(window)
+    shift = parse_duration(offset) if offset else timedelta(0)
+    if at - shift <= until:
+        return window, offset
+    if anchor is not None and until - length < anchor:
+        length = max(until - anchor, timedelta(seconds=1))
+    back = int((at - until).total_seconds())
+    return f"{int(length.total_seconds())}s", f"{back}s"
+
+
 def histogram_queries(
     field: str,
     drift: HistogramDrift,
@@ -88,6 +108,7 @@ def histogram_queries(
     *,
     at: datetime | None = None,
     anchor: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[HistogramQuery]:
     """The current and previous windows, and the baseline window unless it is a ConfigMap."""
     matchers = {**drift.match_labels, drift.model_label: model}
@@ -112,6 +133,7 @@ def histogram_queries(
     baseline = drift.baseline
     if baseline.window is not None and baseline.offset is not None:
         window, offset = _anchored(baseline.window, baseline.offset, at, anchor)
+        window, offset = _frozen(window, offset, at, until, anchor)
         queries.append(
             HistogramQuery(
                 field,
@@ -152,6 +174,7 @@ def plan(
     version: str | None = None,
     at: datetime | None = None,
     baseline_anchor: datetime | None = None,
+    baseline_until: datetime | None = None,
 ) -> QueryPlan:
     """Build every query; raises SpecError for a template that cannot be rendered.
 
@@ -168,6 +191,7 @@ def plan(
             [spec.drift.feature_label, *spec.drift.segment_by],
             at=at,
             anchor=baseline_anchor,
+            until=baseline_until,
         )
     prediction = []
     if spec.prediction_drift is not None:
@@ -178,6 +202,7 @@ def plan(
             list(spec.prediction_drift.segment_by),
             at=at,
             anchor=baseline_anchor,
+            until=baseline_until,
         )
     checks = [
         CheckQuery(

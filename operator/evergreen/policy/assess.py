@@ -155,7 +155,12 @@ def _signature(sig: BreakSignatures, i: int, stepped: bool) -> tuple[BreakKind, 
     if stepped and straight and (conversion or rescaled):
         named = f", {conversion}" if conversion else ""
         sign = "+" if offset >= 0 else "-"
-        return BreakKind.UNIT_CHANGE, f"current = {slope:.3g} x baseline {sign} {abs(offset):.3g}{named}"
+        error = float(fit.slope_error[i])
+        spread = f" ± {error:.2g}" if math.isfinite(error) and error > 0 else ""
+        return (
+            BreakKind.UNIT_CHANGE,
+            f"current = ({slope:.3g}{spread}) x baseline {sign} {abs(offset):.3g}{named}",
+        )
     if stepped and sig.outside_support[i] >= OUT_OF_RANGE_SHARE:
         return BreakKind.OUT_OF_RANGE, f"{sig.outside_support[i]:.0%} of values outside the baseline's range"
     return None
@@ -475,7 +480,8 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
             "dataQuality", check, outcome, before_quality, spec.policy.bound_hysteresis, feature_label
         )
     ]
-    flowing, stopped = _labels(spec, evaluation, previous, moved=bool(drift or prediction or sudden or breaks))
+    moved = bool(drift or prediction or sudden or breaks)
+    flowing, stopped = _labels(spec, evaluation, previous, moved=moved)
     silent = {e.check for e in stopped} | {
         o.name for o in evaluation.kpis if o.label_rate is not None and o.label_rate <= 0
     }

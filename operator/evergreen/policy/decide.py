@@ -83,6 +83,19 @@ def _scope(findings: Sequence[Finding]) -> Scope:
     return Scope(features=features, segments=segments)
 
 
+def _is_hold(decision: Decision) -> bool:
+    return decision.action is Action.HOLD_FOR_DATA_QUALITY or (
+        (decision.action, decision.reason) == (Action.ESCALATE, "HoldUnresolved")
+    )
+
+
+def frozen_baseline_end(decision: Decision | None) -> datetime | None:
+    """Where baselines must end while ``decision`` holds an incident open (None: nowhere)."""
+    if decision is None or not _is_hold(decision):
+        return None
+    return decision.incident_start
+
+
 def _same_segment(finding_segment: str, check_segment: str) -> bool:
     """Whether a drift series' segment (``segment=ios``) is a KPI series' (its labels)."""
     if finding_segment == "*":
@@ -133,7 +146,14 @@ class _Decider:
         return sum(1 for a in self.recent if predicate(a)) >= self.needed
 
     def make(
-        self, action: Action, reason: str, message: str, evidence: list[Evidence], scope: Scope | None = None
+        self,
+        action: Action,
+        reason: str,
+        message: str,
+        evidence: list[Evidence],
+        scope: Scope | None = None,
+        *,
+        incident_start: datetime | None = None,
     ) -> Decision:
         since = self.now
         previous = self.previous
@@ -153,10 +173,42 @@ class _Decider:
             time=self.now,
             since=since,
             enforced=self.spec.mode is Mode.ENFORCE,
+            incident_start=incident_start,
         )
 
     def decide(self) -> Decision:
-        return self.hold() or self.unknown() or self.retrain() or self.watch() or self.healthy()
+        decision = self.hold() or self.unknown() or self.retrain() or self.watch() or self.healthy()
+        if self._in_hold() and not _is_hold(decision):
+            # Say how the hold ended: a person accepted the change, or the data recovered.
+            previous = self.previous
+            assert previous is not None
+            acknowledged = self.spec.policy.acknowledged_at
+            start = previous.incident_start
+            if acknowledged is not None and start is not None and start <= acknowledged:
+                ending = (
+                    f"the data-quality hold ended: the change was acknowledged at {acknowledged.isoformat()}"
+                )
+            else:
+                ending = "the data-quality hold ended: the data recovered against the pre-incident baseline"
+            decision = decision.model_copy(update={"message": f"{decision.message} ({ending})"})
+        return decision
+
+    def _incident_start(self) -> datetime:
+        """When the incident behind a hold began: kept while the hold lasts.
+
+        A new hold dates it from the first assessment that saw the break, less one window: the
+        broken data entered the current window up to that long before.
+        """
+        previous = self.previous
+        if self._in_hold() and previous is not None and previous.incident_start is not None:
+            return previous.incident_start
+        first = next((a.time for a in self.recent if a.has_breaks()), self.now)
+        lookback = parse_duration(self.window) if self.window else parse_duration(self.spec.interval)
+        return first - lookback
+
+    def _acknowledged(self, start: datetime) -> bool:
+        acknowledged = self.spec.policy.acknowledged_at
+        return acknowledged is not None and start <= acknowledged
 
     def unknown(self) -> Decision | None:
         """Nothing could be judged: say what is missing instead of calling it healthy."""
@@ -212,13 +264,21 @@ class _Decider:
 
     def hold(self) -> Decision | None:
         current = self.current
+        start = self._incident_start()
+        if self._acknowledged(start):
+            return None  # a person accepted the change as the new normal
         blind = not (current.drift_evaluated and current.data_quality_evaluated)
         if blind and self._in_hold() and not current.has_breaks():
             # The signals that showed the break are missing: that is no evidence of a fix.
             previous = self.previous
             assert previous is not None
             return self.make(
-                previous.action, previous.reason, previous.message, list(previous.evidence), previous.scope
+                previous.action,
+                previous.reason,
+                previous.message,
+                list(previous.evidence),
+                previous.scope,
+                incident_start=start,
             )
         if not (self.held(Assessment.has_breaks) or (self._holding() and current.has_breaks())):
             if current.has_breaks():
@@ -252,8 +312,9 @@ class _Decider:
                 Action.ESCALATE,
                 "HoldUnresolved",
                 f"data-quality hold unresolved for {limit}: {self._break_text(source)}; "
-                "a person must fix the pipeline or acknowledge the change",
+                "a person must fix the pipeline or acknowledge the change (evergreen acknowledge)",
                 evidence,
+                incident_start=start,
             )
         return self.make(
             Action.HOLD_FOR_DATA_QUALITY,
@@ -262,6 +323,7 @@ class _Decider:
             "retraining and rollouts are frozen until it is fixed",
             evidence,
             _hold_scope(source),
+            incident_start=start,
         )
 
     @staticmethod
