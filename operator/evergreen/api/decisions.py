@@ -122,6 +122,9 @@ class Assessment(StatusModel):
         default=None, description="The reason code when nothing could be judged, e.g. NoData."
     )
 
+    layout_changes: list[Evidence] = Field(
+        default_factory=list, description="Series whose bucket layout changed (informational)."
+    )
     labels_flowing: list[str] = Field(
         default_factory=list, description="KPIs (with labelsQuery) whose labels arrive."
     )

@@ -43,7 +43,13 @@ from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
 from evergreen.telemetry import Telemetry
-from evergreen.transitions import EventRecord, EventType, decision_events, transition_events
+from evergreen.transitions import (
+    EventRecord,
+    EventType,
+    decision_events,
+    layout_events,
+    transition_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +396,8 @@ class MonitorReconciler:
                 }
             )
             events += decision_events(status.decision, attempt.policy.decision)
+            before = status.assessments[-1] if status.assessments else None
+            events += layout_events(before, attempt.policy.assessment)
         return new_status, events
 
     async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:

@@ -7,6 +7,7 @@ Nothing here knows about Kubernetes: the live operator, the demo and the backtes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 
 from evergreen.analysis import AlignedHistograms, HistogramSet, SeriesKey, align, drift_scores
 from evergreen.analysis.drift import DriftScores
+from evergreen.analysis.layouts import LayoutChange, layout_changes
 from evergreen.analysis.series import BoolArray, FloatArray
 from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import (
@@ -81,6 +83,15 @@ class DriftResult:
     #: from Prometheus must hold ``minSamples`` observations of the series; a reference from
     #: a ConfigMap is complete by definition.
     ready: BoolArray | None = None
+    #: Series whose bucket layout differs between the baseline and the current window.
+    layouts: Mapping[SeriesKey, LayoutChange] = dataclasses.field(default_factory=dict)
+
+    @property
+    def judgeable(self) -> BoolArray:
+        """Series judged now: a ready baseline, and no window mixing two bucket layouts."""
+        mixed = np.array([key in self.layouts and self.layouts[key].mixed for key in self.scores.keys])
+        result: BoolArray = self.baseline_ready & ~mixed if mixed.size else self.baseline_ready
+        return result
 
     @property
     def baseline_ready(self) -> BoolArray:
@@ -104,7 +115,7 @@ class DriftResult:
 
     def severities(self) -> list[Severity]:
         severities = []
-        for score, ready in zip(self.scores.score, self.baseline_ready, strict=True):
+        for score, ready in zip(self.scores.score, self.judgeable, strict=True):
             if math.isnan(score) or not ready:  # no traffic in a window, or a baseline warming up
                 severities.append(Severity.NO_DATA)
             elif score >= self.config.critical:
@@ -259,21 +270,29 @@ async def _drift(
         )
     try:
         current_histograms = _histograms(current.samples, config, feature_label)
-        aligned = align(_histograms(baseline_samples, config, feature_label), current_histograms)
+        baseline_histograms = _histograms(baseline_samples, config, feature_label)
+        layouts = layout_changes(baseline_histograms, current_histograms)
+        aligned = align(baseline_histograms, current_histograms)
         scores = drift_scores(config.method, aligned)
         previous = by_window.get(Window.PREVIOUS)
         step = np.full(len(scores.keys), np.nan)
         if previous is not None and not previous.empty:
-            step_scores = drift_scores(
-                config.method, align(_histograms(previous.samples, config, feature_label), current_histograms)
-            )
+            previous_histograms = _histograms(previous.samples, config, feature_label)
+            step_scores = drift_scores(config.method, align(previous_histograms, current_histograms))
+            # A window holding two layouts has no step to show; a pure change of layout is
+            # compared on the shared bounds like any other.
+            unsteppable = {
+                k for k, c in layout_changes(previous_histograms, current_histograms).items() if c.mixed
+            }
             by_key = dict(zip(step_scores.keys, step_scores.score.tolist(), strict=True))
-            step = np.array([by_key.get(key, np.nan) for key in scores.keys])
+            step = np.array(
+                [np.nan if key in unsteppable else by_key.get(key, np.nan) for key in scores.keys]
+            )
     except AnalysisError as error:
         return SignalProblem(field, ProblemKind.INVALID, str(error))
     from_prometheus = Window.BASELINE in by_window
     ready = scores.baseline_total >= config.min_samples if from_prometheus else None
-    result = DriftResult(field, config, scores, aligned, step, ready)
+    result = DriftResult(field, config, scores, aligned, step, ready, layouts)
     if not result.baseline_ready.any():
         most = float(np.max(scores.baseline_total, initial=0.0))
         return SignalProblem(

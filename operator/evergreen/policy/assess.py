@@ -112,7 +112,7 @@ def _thresholds(
 def _series(result: DriftResult, flagged: set[str], hysteresis: float, rate: float) -> list[_Series]:
     scores = result.scores
     significant = benjamini_hochberg(scores.p_value, rate)
-    ready = result.baseline_ready
+    ready = result.judgeable
     rows = []
     for i, key in enumerate(scores.keys):
         score = float(scores.score[i])
@@ -417,10 +417,20 @@ def _labels(
     return flowing, stopped
 
 
+def _layouts(evaluation: Evaluation) -> list[Evidence]:
+    """Bucket layout changes, reported for what they are: never drift."""
+    return [
+        Evidence(signal="layout", feature=key.feature, segment=key.segment_text, detail=change.describe())
+        for result in (evaluation.drift, evaluation.prediction_drift)
+        if result is not None
+        for key, change in result.layouts.items()
+    ]
+
+
 def _judged_drift(signal: str, result: DriftResult | None) -> list[Evidence]:
     if result is None:
         return []
-    ready = result.baseline_ready & ~np.isnan(result.scores.score)
+    ready = result.judgeable & ~np.isnan(result.scores.score)
     count = int(ready.sum())
     if not count:
         return []
@@ -510,6 +520,7 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         kpi_breaches=kpi_breaches[:MAX_FINDINGS],
         kpis_unknown=kpis_unknown,
         data_quality_breached=quality[:MAX_FINDINGS],
+        layout_changes=_layouts(evaluation)[:MAX_FINDINGS],
         labels_flowing=flowing,
         labels_stopped=stopped,
         drift_evaluated=evaluation.drift is not None or spec.drift is None,

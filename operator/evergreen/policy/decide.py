@@ -233,7 +233,12 @@ class _Decider:
         if current.missing:
             names = ", ".join(sorted({e.detail.split(":", 1)[0] for e in current.missing}))
             message = f"every signal with data is within its thresholds; without data: {names}"
-        return self.make(Action.NO_ACTION, "Healthy", message, seen + current.missing)
+        if current.layout_changes:
+            features = ", ".join(sorted({e.feature or "?" for e in current.layout_changes}))
+            message += f"; bucket layout changed for {features} (not drift)"
+        return self.make(
+            Action.NO_ACTION, "Healthy", message, seen + current.layout_changes[:2] + current.missing
+        )
 
     def _last_breaks(self) -> Assessment:
         for assessment in reversed(self.recent):
