@@ -213,6 +213,17 @@ class BoundedQuery(ApiModel):
     )
     min: float | None = Field(default=None, description="Lowest acceptable value.")
     max: float | None = Field(default=None, description="Highest acceptable value.")
+    samples_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="PromQL for how many observations each series of the query rests on, with the "
+        "same labels (e.g. the denominator of a rate). A series with fewer than minSamples is "
+        "judged with its bounds widened by sqrt(minSamples / n), as drift is.",
+    )
+    min_samples: float = Field(
+        default=100, gt=0, description="Observations a series needs to be judged at its bounds."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:

@@ -103,6 +103,7 @@ class CheckSeries(StatusModel):
     labels: dict[str, str] = Field(default_factory=dict)
     value: float | None = Field(default=None, description="None for an infinite value.")
     breached: bool = False
+    samples: float | None = Field(default=None, description="Observations it rests on (samplesQuery).")
 
 
 class CheckOutcome(StatusModel):

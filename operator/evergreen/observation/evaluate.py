@@ -30,7 +30,7 @@ from evergreen.api.status import (
     Severity,
 )
 from evergreen.errors import AnalysisError, MetricsUnavailable, QueryRejected
-from evergreen.observation.checks import check_outcome, errored_outcome
+from evergreen.observation.checks import check_outcome, errored_outcome, series_key
 from evergreen.observation.plan import CheckQuery, HistogramQuery, Window, plan
 from evergreen.signals.samples import QueryResult, Sample
 from evergreen.signals.source import MetricSource
@@ -305,12 +305,23 @@ async def _drift(
 
 
 async def _check(
-    reader: _Reader, check: BoundedQuery, query: CheckQuery, labels: CheckQuery | None = None
+    reader: _Reader,
+    check: BoundedQuery,
+    query: CheckQuery,
+    labels: CheckQuery | None = None,
+    samples: CheckQuery | None = None,
 ) -> tuple[CheckOutcome, SignalProblem | None]:
     answer = await reader.read(query.promql, query.field, query.delay)
     if isinstance(answer, SignalProblem):
         return errored_outcome(check, answer.message), answer
-    outcome = check_outcome(check, answer)
+    counts = None
+    if samples is not None:
+        counted = await reader.read(samples.promql, samples.field, samples.delay)
+        if isinstance(counted, SignalProblem):
+            return errored_outcome(check, counted.message), counted
+        # A series without a count rests on no observations.
+        counts = {series_key(s.labels): s.value for s in counted.samples if not math.isnan(s.value)}
+    outcome = check_outcome(check, answer, counts)
     if labels is not None:
         arriving = await reader.read(labels.promql, labels.field)
         if isinstance(arriving, SignalProblem):
@@ -379,12 +390,14 @@ async def evaluate(
             )
         )
     label_queries = queries.kpi_labels or [None] * len(queries.kpis)
+    sample_queries = queries.samples or [None] * (len(queries.data_quality) + len(queries.kpis))
     check_tasks = [
-        _check(reader, check, query, labels)
-        for check, query, labels in zip(
+        _check(reader, check, query, labels, samples)
+        for check, query, labels, samples in zip(
             [*spec.data_quality, *spec.kpis],
             [*queries.data_quality, *queries.kpis],
             [None] * len(queries.data_quality) + list(label_queries),
+            sample_queries,
             strict=True,
         )
     ]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from evergreen.api.durations import parse_duration
-from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
+from evergreen.api.spec import HistogramDrift, Kpi, ModelMonitorSpec
 from evergreen.signals.promql import histogram_increase, render_template
 
 
@@ -160,11 +160,13 @@ class QueryPlan:
     kpis: list[CheckQuery]
     #: Per KPI, the query for the rate at which its labels arrive (None: not declared).
     kpi_labels: list[CheckQuery | None] = field(default_factory=list)
+    #: Per data-quality check, then per KPI: the query for each series' sample count.
+    samples: list[CheckQuery | None] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        labels = sum(1 for query in self.kpi_labels if query is not None)
-        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis) + labels
+        extra = sum(1 for query in (*self.kpi_labels, *self.samples) if query is not None)
+        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis) + extra
 
 
 def plan(
@@ -228,4 +230,18 @@ def plan(
         else None
         for i, kpi in enumerate(spec.kpis)
     ]
-    return QueryPlan(drift, prediction, checks, kpis, labels)
+    samples: list[CheckQuery | None] = []
+    for prefix, bounded in (("spec.dataQuality", spec.data_quality), ("spec.kpis", spec.kpis)):
+        for i, check in enumerate(bounded):
+            where = f"{prefix}[{i}].samplesQuery"
+            delay = (
+                parse_duration(check.label_delay) if isinstance(check, Kpi) and check.label_delay else None
+            )
+            samples.append(
+                CheckQuery(
+                    where, render_template(check.samples_query, variables, field=where), delay or timedelta(0)
+                )
+                if check.samples_query
+                else None
+            )
+    return QueryPlan(drift, prediction, checks, kpis, labels, samples)

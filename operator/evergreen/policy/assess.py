@@ -60,6 +60,7 @@ from evergreen.analysis.signatures import BreakSignatures, signatures
 from evergreen.api.decisions import Assessment, BreakKind, Evidence, Finding
 from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec, NoDataPolicy
 from evergreen.api.status import CheckOutcome, CheckSeries, CheckState
+from evergreen.observation.checks import widened
 from evergreen.observation.evaluate import DriftResult, Evaluation, ProblemKind, SignalProblem
 
 #: Affine fits at least this good describe a transform of the same values.
@@ -366,15 +367,16 @@ def _breaches(
     for series in series_list:
         feature, segment = _where(series.labels, feature_label)
         value = series.value
+        bounds = widened(check, series.samples)
         if series.breached:
             detail = (
                 outcome.message if series.labels == outcome.labels and outcome.message else "outside bounds"
             )
-        elif (feature, segment) in held and value is not None and not _recovered(value, check, margin):
+        elif (feature, segment) in held and value is not None and not _recovered(value, bounds, margin):
             detail = f"not recovered yet (clears {margin:.0%} inside the bound)"
         else:
             continue
-        low = check.min is not None and value is not None and value < check.min + abs(check.min) * margin
+        low = bounds.min is not None and value is not None and value < bounds.min + abs(bounds.min) * margin
         found.append(
             Evidence(
                 signal=signal,
@@ -382,7 +384,7 @@ def _breaches(
                 feature=feature,
                 segment=segment,
                 value=value,
-                threshold=check.min if low or check.max is None else check.max,
+                threshold=bounds.min if low or bounds.max is None else bounds.max,
                 detail=detail,
             )
         )
@@ -462,9 +464,18 @@ def _judged_checks(signal: str, outcomes: Iterable[CheckOutcome], label: str | N
     ]
 
 
-def _unknown_reason(evaluation: Evaluation) -> str:
-    kinds = {problem.kind for problem in evaluation.problems}
+def _unknown_reason(problems: Sequence[SignalProblem]) -> str:
+    kinds = {problem.kind for problem in problems}
     return next((reason for kind, reason in _UNKNOWN_REASONS if kind in kinds), "NoData")
+
+
+def _missing_reason(spec: ModelMonitorSpec, evaluation: Evaluation, informative: bool) -> str | None:
+    """Why nothing, or the feature drift, could not be judged (None: it could)."""
+    if not informative:
+        return _unknown_reason(evaluation.problems)
+    if spec.drift is not None and evaluation.drift is None:
+        return _unknown_reason([p for p in evaluation.problems if p.field.startswith("spec.drift")])
+    return None
 
 
 def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment | None) -> Assessment:
@@ -535,5 +546,5 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
             *_judged_checks("kpi", evaluation.kpis, None),
         ][:MAX_FINDINGS],
         missing=[_missing(problem) for problem in evaluation.problems],
-        missing_reason=None if informative else _unknown_reason(evaluation),
+        missing_reason=_missing_reason(spec, evaluation, informative),
     )

@@ -229,6 +229,18 @@ class _Decider:
     def healthy(self) -> Decision:
         current = self.current
         seen = list(current.judged)
+        if not current.drift_evaluated:
+            # The inputs could not be judged (a baseline still filling, no feature data):
+            # healthy KPIs alone do not make the model's inputs healthy.
+            drift = [e for e in current.missing if e.detail.startswith("drift ")]
+            shown = "; ".join(e.detail for e in drift[:2]) or "no feature drift data"
+            return self.make(
+                Action.UNKNOWN,
+                current.missing_reason or "NoData",
+                f"feature drift could not be judged ({shown}); the signals with data are within "
+                "their thresholds",
+                drift + seen,
+            )
         message = "every signal is within its thresholds"
         if current.missing:
             names = ", ".join(sorted({e.detail.split(":", 1)[0] for e in current.missing}))

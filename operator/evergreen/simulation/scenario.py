@@ -296,6 +296,8 @@ class UnitChange(_Incident):
     offset: float = 0.0
     until: datetime | None = None
     only_segments: tuple[str, ...] = ()
+    #: The exporter clamps values at its top bound: overflow lands in the top finite bucket.
+    clamp: bool = False
 
     @property
     def visible_at(self) -> datetime:
@@ -484,8 +486,38 @@ class Spike(_Incident):
         return self.only_segments
 
 
+@dataclass(frozen=True)
+class LabelOutage(_Incident):
+    """Labels stop arriving in ``[start, end)`` and all arrive at ``end`` (a stalled label job).
+
+    ``outcomes`` limits the outage to some outcomes (``("tp", "fn")``: confirmed positives
+    come late while negatives keep arriving); empty means every label.
+    """
+
+    kind: ClassVar[IncidentKind] = IncidentKind.DATA_QUALITY
+    start: datetime
+    end: datetime
+    outcomes: tuple[str, ...] = ()
+
+    @property
+    def visible_at(self) -> datetime:
+        return self.start
+
+    @property
+    def resolved_at(self) -> datetime | None:
+        return self.end
+
+
 Incident: TypeAlias = (
-    GradualDrift | UnitChange | SegmentBreak | NullSpike | UpstreamJump | KpiDrop | PredictionShift | Spike
+    GradualDrift
+    | UnitChange
+    | SegmentBreak
+    | NullSpike
+    | UpstreamJump
+    | KpiDrop
+    | PredictionShift
+    | Spike
+    | LabelOutage
 )
 
 #: Healthy prediction scores: most requests score low (mean ~0.09).

@@ -24,6 +24,7 @@ from evergreen.simulation.scenario import (
     FloatArray,
     GradualDrift,
     KpiDrop,
+    LabelOutage,
     NullSpike,
     PredictionShift,
     Scenario,
@@ -172,7 +173,7 @@ def expected_step_counts(scenario: Scenario) -> StepCounts:
         feature_sum=observed * plan.feature_mean,
         score_buckets=score_buckets,
         score_sum=requests * plan.score_mean,
-        outcomes=labelled[:, None] * plan.outcome_rates,
+        outcomes=_withhold_labels(scenario, labelled[:, None] * plan.outcome_rates),
     )
 
 
@@ -208,7 +209,7 @@ def sampled_step_counts(scenario: Scenario) -> StepCounts:
         feature_sum=observed * plan.feature_mean,
         score_buckets=score_buckets.astype(np.float64),
         score_sum=requests * plan.score_mean,
-        outcomes=outcomes.astype(np.float64),
+        outcomes=_withhold_labels(scenario, outcomes.astype(np.float64)),
     )
 
 
@@ -235,6 +236,7 @@ class _Plan:
         starts = scenario.sample_times()[:-1].astype(np.float64)
         scale, offset, null_rate = _feature_transforms(scenario, starts)
         probabilities, means = _feature_distributions(scenario, scale, offset)
+        _clamp(scenario, starts, probabilities)
         score_probabilities, score_mean = _score_distributions(scenario, starts)
         return cls(
             requests=_expected_requests(scenario, starts),
@@ -365,6 +367,39 @@ def _feature_distributions(
         )
         means[:, :, index] = scale[:, :, index] * feature.distribution.mean + offset[:, :, index]
     return probabilities, means
+
+
+def _clamp(scenario: Scenario, starts: FloatArray, probabilities: FloatArray) -> None:
+    """Exporters that clamp at their top bound count overflow in the top finite bucket."""
+    position = {name: i for i, name in enumerate(scenario.feature_names)}
+    for incident in scenario.incidents:
+        if not (isinstance(incident, UnitChange) and incident.clamp):
+            continue
+        f = position[incident.feature]
+        top = len(scenario.features[f].bounds)
+        active = _window(starts, incident.visible_at, incident.resolved_at)
+        cells = active[:, None] & _segment_mask(scenario, incident.segments)[None, :]
+        overflow = np.where(cells, probabilities[:, :, f, top], 0.0)
+        probabilities[:, :, f, top - 1] += overflow
+        probabilities[:, :, f, top] -= overflow
+
+
+def _withhold_labels(scenario: Scenario, outcomes: FloatArray) -> FloatArray:
+    """Labels of a :class:`LabelOutage` arrive all at once in the step at its end."""
+    starts = scenario.sample_times()[:-1].astype(np.float64)
+    result = outcomes.copy()
+    for incident in scenario.incidents:
+        if not isinstance(incident, LabelOutage):
+            continue
+        held = _window(starts, incident.start, incident.end)[:, None] & np.array(
+            [not incident.outcomes or outcome in incident.outcomes for outcome in OUTCOMES]
+        )[None, :]
+        release = np.flatnonzero(starts >= incident.end.timestamp())
+        total = np.where(held, result, 0.0).sum(axis=0)
+        result[held] = 0.0
+        if release.size:
+            result[release[0]] += total
+    return result
 
 
 def _score_distributions(scenario: Scenario, starts: FloatArray) -> tuple[FloatArray, FloatArray]:
