@@ -62,7 +62,9 @@ def test_both_bounds() -> None:
 
 
 def test_a_thin_series_is_judged_with_widened_bounds() -> None:
-    check = DataQualityCheck(name="null-rate", query="q", max=0.05, samplesQuery="n", minSamples=400)
+    check = DataQualityCheck.model_validate(
+        {"name": "null-rate", "query": "q", "max": 0.05, "samplesQuery": "n", "minSamples": 400}
+    )
     thin = {"feature": "age", "segment": "tv"}
     thick = {"feature": "age", "segment": "web"}
     result = QueryResult("q", (Sample(thin, 0.08), Sample(thick, 0.06)))

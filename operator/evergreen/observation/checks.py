@@ -61,6 +61,10 @@ def widened(check: BoundedQuery, samples: float | None) -> BoundedQuery:
     return check.model_copy(update=update)
 
 
+#: A series resting on fewer observations says nothing (a precision over one label is 0 or 1):
+#: it is not judged at all.
+MIN_OBSERVATIONS = 10
+
 _Value = tuple[float, dict[str, str], BoundedQuery, float | None]
 
 
@@ -90,7 +94,9 @@ def check_outcome(
     for sample in result.samples:
         if math.isnan(sample.value):
             continue
-        n = counts.get(series_key(sample.labels)) if samples is not None else None
+        n = counts.get(series_key(sample.labels), 0.0) if samples is not None else None
+        if n is not None and n < MIN_OBSERVATIONS:
+            continue
         judged.append((sample.value, dict(sample.labels), widened(check, n), n))
     values = [(value, labels) for value, labels, _, _ in judged]
     if not values:

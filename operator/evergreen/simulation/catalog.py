@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from evergreen.simulation.scenario import (
+    Beta,
     BreakMode,
     Feature,
     GradualDrift,
@@ -25,6 +26,7 @@ from evergreen.simulation.scenario import (
     LogNormal,
     Normal,
     NullSpike,
+    PredictionShift,
     Scenario,
     ScenarioError,
     Segment,
@@ -218,6 +220,19 @@ def late_labels() -> Scenario:
     )
 
 
+def segment_kpi_drop() -> Scenario:
+    """Precision drops in ``android`` only, where ``amount`` and the scores drift too."""
+    # A drift over half a day: gradual, not a step (a step confined to one segment is a break).
+    hours = timedelta(hours=12)
+    return _four_days(
+        "segment_kpi_drop",
+        "android (15% of traffic) converts worse from day 4 while its amount and scores drift.",
+        KpiDrop(INCIDENT_AT, precision=0.72, only_segments=("android",)),
+        GradualDrift("amount", INCIDENT_AT, INCIDENT_AT + hours, mean_shift=30.0, only_segments=("android",)),
+        PredictionShift(INCIDENT_AT, Beta(2.0, 9.0), only_segments=("android",)),
+    )
+
+
 #: A segment so small that an hour of it holds a few dozen observations, below minSamples.
 TINY_SEGMENT = "smart-tv"
 
@@ -330,6 +345,7 @@ SCENARIOS: Mapping[str, Callable[[], Scenario]] = MappingProxyType(
             kpi_drop_no_drift,
             short_spike,
             kpi_at_threshold,
+            segment_kpi_drop,
             segment_null_spike,
             late_labels,
             shift_beside_tiny_segment,

@@ -32,7 +32,7 @@ FloatArray: TypeAlias = NDArray[np.float64]
 
 #: Part of every fingerprint: bump it when :mod:`.traffic` changes what a scenario generates,
 #: so cached backfills built by older code are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Prometheus' default lookback delta: a longer step would make instant queries miss samples.
 MAX_STEP = timedelta(minutes=5)
@@ -424,6 +424,7 @@ class KpiDrop(_Incident):
     recall: float | None = None
     positive_rate: float | None = None
     ramp: timedelta = timedelta(0)
+    only_segments: tuple[str, ...] = ()
 
     @property
     def visible_at(self) -> datetime:
@@ -432,6 +433,10 @@ class KpiDrop(_Incident):
     @property
     def resolved_at(self) -> datetime | None:
         return self.end
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return self.only_segments
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,16 @@ spec:
         sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[1h]))
       min: 0.8
       labelsQuery: sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[15m]))
+    - name: segment-precision
+      query: |
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome="tp"}[1h]))
+        /
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))
+      min: 0.88
+      samplesQuery: |
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))
+      minSamples: 500
+      labelsQuery: sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[15m]))
 """
 
 
@@ -280,6 +290,15 @@ EXPECTATIONS: tuple[Expectation, ...] = (
         Action.RETRAIN,
         "ConceptDrift",
         # Precision sits at its minimum: once decided, the retrain must not flap.
+        horizon=timedelta(hours=4),
+    ),
+    Expectation(
+        "segment_kpi_drop",
+        Category.CONCEPT,
+        Action.RETRAIN,
+        "ConceptDrift",
+        # Scoped from the first Retrain, and at every evaluation after it.
+        segments=("segment=android",),
         horizon=timedelta(hours=4),
     ),
     Expectation(
