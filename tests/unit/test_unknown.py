@@ -181,3 +181,17 @@ def test_a_rejected_query_is_unknown_and_names_the_field() -> None:
     assert decision is not None
     assert (decision.action, decision.reason) == (Action.UNKNOWN, "QueryRejected")
     assert "spec.drift" in decision.message and "offset must not be zero" in decision.message
+
+
+def test_conditions_say_the_baseline_is_not_ready() -> None:
+    from evergreen.conditions import evaluation_drafts
+
+    drafts = {
+        d.type.value: d for d in evaluation_drafts(WARM_SPEC, evaluate_with(Answers(buckets(5000), [])))
+    }
+    assert (drafts["MetricsAvailable"].status.value, drafts["MetricsAvailable"].reason) == (
+        "False",
+        "BaselineNotReady",
+    )
+    assert drafts["Drifting"].reason == "BaselineNotReady"
+    assert drafts["Ready"].reason == "BaselineNotReady"
