@@ -403,13 +403,24 @@ class _Decider:
         if kpis_persist and inputs_seen and not current.drift and not drift_persists:
             scope, moved = self._kpi_scope()
             where = f" in {', '.join(scope.segments)}" if scope.segments else ""
-            also = f", where {_where(moved)} also moved" if moved else ""
+            kpis = ", ".join(current.kpis_breached or self._last_kpis())
+            if scope.features:
+                # The breach is confined to segments whose inputs moved there: that drift is
+                # what hurts, even below critical; retrain those segments on recent data.
+                return self.make(
+                    Action.RETRAIN,
+                    "DriftHurtsKPIs",
+                    f"KPIs breached ({kpis}){where}, where {_where(moved)} moved: retrain on recent data",
+                    kpi_evidence + _evidence(moved, "drift", self.window),
+                    scope,
+                )
+            also = f" (the outputs moved there: {_where(moved)})" if moved else ""
             return self.make(
                 Action.RETRAIN,
                 "ConceptDrift",
-                f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())}){where} while "
-                f"the inputs are stable{also}: the relationship changed; retrain on fresh labels",
-                kpi_evidence + _evidence(moved, "drift", self.window),
+                f"KPIs breached ({kpis}){where} while the inputs are stable{also}: the relationship "
+                "changed; retrain on fresh labels",
+                kpi_evidence + _evidence(moved, "predictionDrift", self.window),
                 scope,
             )
         return None
@@ -438,18 +449,25 @@ class _Decider:
         assert previous is not None
         reason = previous.reason if previous.action is Action.RETRAIN else "DriftHurtsKPIs"
         scope = previous.scope or Scope()
-        if scope.features or scope.segments:
-            # A scoped incident may spread; it is never narrowed while it lasts.
-            grown = _scope(findings) if findings else Scope()
+        if (scope.features or scope.segments) and findings:
+            # A scoped incident may spread; it is never narrowed while it lasts. Drift of a
+            # whole population (no segments) widens the scope to every segment.
+            grown = _scope(findings)
+            everywhere = not scope.segments or not grown.segments
             scope = Scope(
-                features=sorted({*scope.features, *grown.features}),
-                segments=sorted({*scope.segments, *grown.segments}) if scope.segments else [],
+                features=sorted({*scope.features, *grown.features}) if scope.features else [],
+                segments=[] if everywhere else sorted({*scope.segments, *grown.segments}),
             )
         evidence = _evidence(findings, "drift", self.window) + kpi_evidence
+        kpis = ", ".join(self.current.kpis_breached or self._last_kpis()) or "none now"
+        features = ", ".join(scope.features) or "all features"
+        segments = ", ".join(scope.segments) or "all segments"
+        drift = f"; drift in {_where(findings)}" if findings else ""
         return self.make(
             Action.RETRAIN,
             reason,
-            f"{previous.message.split('; still in force')[0]}; still in force",
+            f"the {reason} incident goes on (KPIs breached: {kpis}{drift}): retrain {features} in "
+            f"{segments}",
             evidence or list(previous.evidence),
             scope,
         )
