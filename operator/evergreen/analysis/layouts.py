@@ -63,6 +63,13 @@ def _mixed(row: FloatArray) -> bool:
 
 def layout_changes(reference: HistogramSet, current: HistogramSet) -> dict[SeriesKey, LayoutChange]:
     """Series of both windows whose finite bucket bounds differ, by key."""
+    if (
+        reference.keys == current.keys
+        and reference.upper_bounds.shape == current.upper_bounds.shape
+        and bool((reference.upper_bounds == current.upper_bounds).all())
+        and np.array_equal(np.isnan(reference.cumulative), np.isnan(current.cumulative))
+    ):
+        return {}  # the usual case, in a few array operations: one layout everywhere
     rows = {key: i for i, key in enumerate(reference.keys)}
     changes: dict[SeriesKey, LayoutChange] = {}
     for j, key in enumerate(current.keys):
