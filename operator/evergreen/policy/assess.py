@@ -19,7 +19,8 @@ does not flap.
 
 **Step.** A series *stepped* when the drift between the previous and the current window
 (adjacent windows of the same length) is itself at or above ``critical``: real drift moves
-a little between adjacent windows, a broken pipeline moves all at once.
+a little between adjacent windows, a broken pipeline moves all at once. A series below
+``minSamples`` never steps: between two thin windows that is mostly sampling noise.
 
 **Pipeline breaks** (data-quality incidents: hold, do not retrain):
 
@@ -182,7 +183,15 @@ def _findings_of_drift(
 
     critical = [r for r in rows if r.significant and r.score >= r.critical]
     warning = [r for r in rows if r.significant and r.warning <= r.score < r.critical]
-    stepped = {r.key for r in critical if not math.isnan(r.step) and r.step >= result.config.critical}
+    # A step between two thin adjacent windows is mostly sampling noise: only a series with
+    # minSamples can have stepped (a thin one still counts as drift, with wider thresholds).
+    stepped = {
+        r.key
+        for r in critical
+        if not math.isnan(r.step)
+        and r.step >= result.config.critical
+        and r.samples >= result.config.min_samples
+    }
 
     breaks: dict[SeriesKey, Finding] = {}
     for row in critical:

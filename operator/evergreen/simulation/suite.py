@@ -325,7 +325,8 @@ EXPECTATIONS: tuple[Expectation, ...] = (
         "SuddenShift",
         never=frozenset({Action.RETRAIN, Action.HOLD_FOR_DATA_QUALITY, Action.ESCALATE}),
         kept=False,
-        horizon=timedelta(hours=3),
+        # Long enough for the thin segment's noise to have tempted a break signature.
+        horizon=timedelta(hours=6),
     ),
     Expectation(
         "long_unit_change",
