@@ -466,8 +466,7 @@ class _Decider:
         return self.make(
             Action.RETRAIN,
             reason,
-            f"the {reason} incident goes on (KPIs breached: {kpis}{drift}): retrain {features} in "
-            f"{segments}",
+            f"the {reason} incident goes on (KPIs breached: {kpis}{drift}): retrain {features} in {segments}",
             evidence or list(previous.evidence),
             scope,
         )

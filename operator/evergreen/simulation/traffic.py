@@ -427,9 +427,10 @@ def _outcome_rates(scenario: Scenario, starts: FloatArray) -> FloatArray:
     for incident in scenario.incidents:
         if not isinstance(incident, KpiDrop):
             continue
-        active = _window(starts, incident.start, incident.end)[:, None] & _segment_mask(
-            scenario, incident.segments
-        )[None, :]
+        active = (
+            _window(starts, incident.start, incident.end)[:, None]
+            & _segment_mask(scenario, incident.segments)[None, :]
+        )
         ramp = incident.ramp.total_seconds()
         elapsed = starts - incident.start.timestamp()
         progress = np.clip(elapsed / ramp, 0.0, 1.0) if ramp > 0 else np.ones(len(starts))
