@@ -37,6 +37,7 @@ from evergreen.simulation.suite import (
     Category,
     Expectation,
     Verdict,
+    expectation_spec,
     judge,
     replay_scenario,
     scenario_of,
@@ -154,7 +155,7 @@ def table(runs: Sequence[ScenarioRun]) -> list[str]:
         expected = e.label + (f" [{', '.join(e.scope)}]" if e.scope else "")
         never = sum(1 for text in v.violations if "must never happen" in text)
         lines.append(
-            f"{e.scenario:<27} {e.category.value:<9} {expected:<42} {'right' if v.right else 'WRONG':<6} "
+            f"{e.name:<27} {e.category.value:<9} {expected:<42} {'right' if v.right else 'WRONG':<6} "
             f"{_delay(v):>5} {v.retrains:>8} {v.holds:>5} {never:>5} | {run.naive.retrains:>14} "
             f"{_naive_delay(run):>5}"
         )
@@ -219,16 +220,16 @@ def report(args: argparse.Namespace, spec: ModelMonitorSpec, runs: Sequence[Scen
         lines.append("Violations:")
         for run in wrong:
             for text in run.verdict.violations:
-                lines.append(f"  {run.verdict.expectation.scenario}: {text}")
+                lines.append(f"  {run.verdict.expectation.name}: {text}")
         lines.append("")
     lines.append("Timelines (decision changes only):")
     for run in runs:
-        lines += ["", f"== {run.verdict.expectation.scenario} ==", backtest.render(run.steps)]
+        lines += ["", f"== {run.verdict.expectation.name} ==", backtest.render(run.steps)]
     lines += ["", "Timings:"]
     for run in runs:
         how = "cached" if run.backfill_cached else "built"
         lines.append(
-            f"  {run.verdict.expectation.scenario:<27} backfill {run.backfill_seconds:6.2f} s ({how}), "
+            f"  {run.verdict.expectation.name:<27} backfill {run.backfill_seconds:6.2f} s ({how}), "
             f"serve + replay {run.replay_seconds:6.2f} s for {len(run.steps)} evaluations"
         )
     lines += [f"  total wall {wall:.1f} s", "", *summary(runs)]
@@ -253,9 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = suite_spec()
     if spec.drift is None or spec.drift.method is not DriftMethod.PSI:
         parser.error("the naive policy reads PSI: the suite monitor must use method psi")
-    expectations = [e for e in EXPECTATIONS if not args.scenario or e.scenario in args.scenario]
+    expectations = [e for e in EXPECTATIONS if not args.scenario or e.name in args.scenario]
     if args.scenario and len(expectations) != len(set(args.scenario)):
-        known = ", ".join(e.scenario for e in EXPECTATIONS)
+        known = ", ".join(e.name for e in EXPECTATIONS)
         parser.error(f"unknown scenario in {args.scenario}; known: {known}")
     step = parse_duration(args.step or spec.interval)
     after = None if args.after is None else parse_duration(args.after)
@@ -264,14 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for expectation in expectations:
         run = run_scenario(
             expectation,
-            spec,
+            expectation_spec(expectation),
             before=parse_duration(args.before),
             after=after,
             step=step,
             concurrency=args.concurrency,
             cache_dir=args.cache_dir,
         )
-        print(f"{expectation.scenario}: {'right' if run.verdict.right else 'WRONG'}", file=sys.stderr)
+        print(f"{expectation.name}: {'right' if run.verdict.right else 'WRONG'}", file=sys.stderr)
         runs.append(run)
     text = report(args, spec, runs, time.perf_counter() - started)
     print(text)

@@ -1,9 +1,11 @@
 -- Argo CD health check for evergreen.dev/ModelMonitor (Lua 5.1, as Argo CD runs it).
 --
 -- Degraded    the monitor cannot do its job (invalid spec, Prometheus unreadable, queries
---             rejected) or the model needs people: Escalate, HoldForDataQuality, a KPI breached
+--             rejected, decision Unknown: it cannot judge its model) or the model needs people:
+--             Escalate, HoldForDataQuality, a KPI breached
 -- Suspended   a rollout gate waits for approval, or mode: Observe (decides, does not act)
--- Progressing not evaluated since the last spec change, a rollout or retraining run under way
+-- Progressing not evaluated since the last spec change, baselines still warming up (Unknown
+--             with reason BaselineNotReady), a rollout or retraining run under way
 -- Healthy     everything else; the message carries the decision and its reason
 --
 -- The checks run in the order below: the current spec is judged first (a spec fixed since the
@@ -58,14 +60,17 @@ if ready == nil or (generation ~= nil and status.observedGeneration ~= nil
   return hs
 end
 
--- 2. Degraded: the monitor is broken, or the model needs a person.
-if ready ~= nil and ready.status == "False" then
+-- 2. Degraded: the monitor is broken or cannot judge its model, or the model needs a person.
+--    A baseline still warming up is not broken: it is judged in step 3.
+local warming = ready.status == "False" and ready.reason == "BaselineNotReady"
+if ready.status == "False" and not warming then
   hs.status = "Degraded"
   hs.message = describe(ready)
   return hs
 end
 local decision = status.decision
-if decision ~= nil and (decision.action == "Escalate" or decision.action == "HoldForDataQuality") then
+if decision ~= nil and (decision.action == "Escalate" or decision.action == "HoldForDataQuality"
+    or (decision.action == "Unknown" and decision.reason ~= "BaselineNotReady")) then
   hs.status = "Degraded"
   hs.message = decision_text(decision)
   return hs
@@ -77,7 +82,19 @@ if kpi ~= nil and kpi.status == "True" then
   return hs
 end
 
--- 3. Suspended: waiting for a person, or deciding without acting.
+-- 3. Progressing: baselines are still filling; the model is judged once they hold enough.
+if decision ~= nil and decision.action == "Unknown" then
+  hs.status = "Progressing"
+  hs.message = decision_text(decision)
+  return hs
+end
+if warming then
+  hs.status = "Progressing"
+  hs.message = describe(ready)
+  return hs
+end
+
+-- 4. Suspended: waiting for a person, or deciding without acting.
 local rollout = condition(status, "Rollout")
 if rollout ~= nil and rollout.status == "True"
     and (rollout.reason == "AwaitingApproval" or rollout.reason == "AwaitingPromotion") then
@@ -94,7 +111,7 @@ if obj.spec ~= nil and obj.spec.mode == "Observe" then
   return hs
 end
 
--- 4. Progressing: a rollout or a retraining run is under way.
+-- 5. Progressing: a rollout or a retraining run is under way.
 if rollout ~= nil and rollout.status == "True" then
   hs.status = "Progressing"
   hs.message = describe(rollout)

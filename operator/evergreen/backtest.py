@@ -8,25 +8,32 @@ The backtest calls exactly what the live operator calls for every evaluation
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from evergreen.api.decisions import Action, Decision
+from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import Evaluation, evaluate
-from evergreen.policy.engine import PolicyState, advance
+from evergreen.policy.engine import BaselineBounds, PolicyState, advance, baseline_bounds
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
 
 
 @dataclass(frozen=True)
 class Step:
-    """One replayed evaluation and the decision it led to (None when Prometheus could not answer)."""
+    """One replayed evaluation and the decision it led to."""
 
     time: datetime
     evaluation: Evaluation
     decision: Decision | None
+
+    @property
+    def judged(self) -> bool:
+        """Whether any signal could be judged (otherwise the decision is Unknown)."""
+        return self.decision is not None and self.decision.action is not Action.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Summary:
     """What the replay would have done."""
 
     evaluations: int
+    #: Evaluations Prometheus could not answer (their decision is Unknown).
     unavailable: int
     #: Decisions entered (a decision that holds over many evaluations counts once).
     entered: Mapping[Action, int]
@@ -41,14 +49,25 @@ class Summary:
     first: Mapping[Action, datetime]
     #: Evaluations spent in each action.
     time_in: Mapping[Action, int] = field(default_factory=dict)
+    #: Evaluations where at least one signal could be judged.
+    judged: int = 0
+    #: Retraining runs the operator would have started: a Retrain decision starts one only when
+    #: cooldown and budgets allow (None: the monitor has no spec.retraining).
+    retrains_started: int | None = None
 
     @property
     def retrains(self) -> int:
+        """Retrain decisions entered (not runs: see ``retrains_started``)."""
         return self.entered.get(Action.RETRAIN, 0)
 
     @property
     def holds(self) -> int:
         return self.entered.get(Action.HOLD_FOR_DATA_QUALITY, 0)
+
+    @property
+    def unknown(self) -> int:
+        """Evaluations where nothing could be judged."""
+        return self.time_in.get(Action.UNKNOWN, 0)
 
 
 def evaluation_times(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
@@ -61,6 +80,21 @@ def evaluation_times(start: datetime, end: datetime, step: timedelta) -> list[da
         times.append(at)
         at += step
     return times
+
+
+def sampled_times(
+    start: datetime, end: datetime, step: timedelta, interval: timedelta, persistence_of: int
+) -> list[datetime]:
+    """Evaluation times for a replay sampled every ``step`` that judges like the operator.
+
+    Persistence counts evaluations ``interval`` apart. With a ``step`` longer than the
+    interval, every sampled time is preceded by the ``persistence_of - 1`` evaluations the
+    operator would have made just before it, so a hold or an escalation shows at any step.
+    """
+    sampled = evaluation_times(start, end, step)
+    if step <= interval:
+        return sampled
+    return sorted({at - interval * back for at in sampled for back in range(persistence_of)})
 
 
 async def replay(
@@ -78,20 +112,31 @@ async def replay(
     ``concurrency`` at a time); the engine then walks them in time order.
     """
     limit = asyncio.Semaphore(concurrency)
+    first = baseline_bounds(spec, PolicyState(), None)
 
-    async def evaluate_at(at: datetime) -> Evaluation:
+    async def evaluate_at(at: datetime, bounds: BaselineBounds = first) -> Evaluation:
         async with limit:
-            return await evaluate(spec, source, at, namespace=namespace, references=references)
+            return await evaluate(
+                spec,
+                source,
+                at,
+                namespace=namespace,
+                references=references,
+                baseline_anchor=bounds.anchor,
+                baseline_until=bounds.until,
+            )
 
     evaluations = await asyncio.gather(*(evaluate_at(at) for at in times))
     state = PolicyState()
     steps = []
-    for at, evaluation in zip(times, evaluations, strict=True):
-        decision = None
-        if not evaluation.unavailable:
-            state = advance(spec, evaluation, state)
-            decision = state.decision
-        steps.append(Step(at, evaluation, decision))
+    for at, unbounded in zip(times, evaluations, strict=True):
+        bounds = baseline_bounds(spec, state, None)
+        # While an incident is open its baseline stays before it, as in the operator: only
+        # these evaluations depend on earlier decisions, and are evaluated again in order.
+        evaluation = unbounded if bounds == first else await evaluate_at(at, bounds)
+        # Like the operator, decide on every evaluation: one without data decides Unknown.
+        state = advance(spec, evaluation, state)
+        steps.append(Step(at, evaluation, state.decision))
     return steps
 
 
@@ -106,7 +151,38 @@ def changes(steps: Sequence[Step]) -> list[Step]:
     return result
 
 
-def summarize(steps: Sequence[Step]) -> Summary:
+def retrains_started(spec: ModelMonitorSpec, steps: Sequence[Step]) -> int | None:
+    """Runs a Retrain decision would have started once cooldown and budgets are applied.
+
+    Run durations are unknown in a replay: a run is taken to end as it starts, so the cooldown
+    counts from its start (the operator waits at least this long). None without retraining.
+    """
+    config = spec.retraining
+    if config is None:
+        return None
+    cooldown = parse_duration(config.cooldown)
+    budget_per = parse_duration(config.budget.per)
+    starts: list[datetime] = []
+    for step in steps:
+        decision = step.decision
+        if decision is None or decision.action is not Action.RETRAIN:
+            continue
+        at = step.time
+        if starts and at < starts[-1] + cooldown:
+            continue
+        if sum(1 for s in starts if s > at - budget_per) >= config.budget.runs:
+            continue
+        if config.cost is not None:
+            cost_per = parse_duration(config.cost.per)
+            spent = sum(1 for s in starts if s > at - cost_per) * config.cost.per_run
+            if spent + config.cost.per_run > config.cost.budget:
+                continue
+        starts.append(at)
+    return len(starts)
+
+
+def summarize(steps: Sequence[Step], spec: ModelMonitorSpec | None = None) -> Summary:
+    """Counts over a replay; with ``spec``, also the retraining runs guardrails would allow."""
     entered: dict[Action, int] = {}
     first: dict[Action, datetime] = {}
     time_in: dict[Action, int] = {}
@@ -120,28 +196,69 @@ def summarize(steps: Sequence[Step]) -> Summary:
             entered[action] = entered.get(action, 0) + 1
             first.setdefault(action, step.time)
         previous = action
-    unavailable = sum(1 for step in steps if step.decision is None)
-    return Summary(len(steps), unavailable, entered, first, time_in)
+    unavailable = sum(1 for step in steps if step.decision is None or step.evaluation.unavailable)
+    judged = sum(1 for step in steps if step.judged)
+    started = retrains_started(spec, steps) if spec is not None else None
+    return Summary(len(steps), unavailable, entered, first, time_in, judged, started)
 
 
-def render(steps: Sequence[Step], *, every: bool = False) -> str:
-    """The timeline of decisions (changes only, unless ``every``) and a summary."""
+def _scope_text(decision: Decision) -> str:
+    scope = decision.scope
+    if scope is None:
+        return ""
+    features = ", ".join(scope.features) or "all features"
+    segments = f" in {', '.join(scope.segments)}" if scope.segments else ""
+    return f"scope: {features}{segments}"
+
+
+def render(steps: Sequence[Step], *, every: bool = False, spec: ModelMonitorSpec | None = None) -> str:
+    """The timeline of decisions (changes only, unless ``every``) with scope and evidence, and a
+    summary."""
     lines = ["time                  action               reason                  message"]
     shown = steps if every else changes(steps)
     for step in shown:
         stamp = step.time.strftime("%Y-%m-%d %H:%M")
-        if step.decision is None:
-            lines.append(f"{stamp}      (Prometheus unavailable: {step.evaluation.problems[0].message})")
-            continue
         d = step.decision
+        if d is None:
+            continue
         lines.append(f"{stamp}      {d.action.value:<20} {d.reason:<23} {d.message}")
-    summary = summarize(steps)
+        if scope := _scope_text(d):
+            lines.append(f"{'':22}{scope}")
+        lines += [f"{'':22}- {item.render()}" for item in d.evidence]
+    summary = summarize(steps, spec)
     lines.append("")
     lines.append(
-        f"{summary.evaluations} evaluations ({summary.unavailable} without Prometheus); "
-        f"retrains that would have run: {summary.retrains}; holds: {summary.holds}; "
+        f"{summary.evaluations} evaluations: {summary.judged} judged, {summary.unknown} Unknown "
+        f"({summary.unavailable} without Prometheus)"
+    )
+    if summary.retrains_started is None:
+        started = "no spec.retraining, none would start"
+    else:
+        started = f"{summary.retrains_started} would start after cooldown and budgets"
+    lines.append(
+        f"retrain decisions: {summary.retrains} ({started}); holds: {summary.holds}; "
         f"escalations: {summary.entered.get(Action.ESCALATE, 0)}"
     )
     for action, at in sorted(summary.first.items(), key=lambda item: item[1]):
         lines.append(f"  first {action.value}: {at.isoformat()}")
     return "\n".join(lines)
+
+
+def jsonl(steps: Sequence[Step]) -> Iterator[str]:
+    """One JSON object per evaluation: time (RFC 3339), decision, reason, message, scope
+    (``{features, segments}`` or null), evidence (strings) and enforced."""
+    for step in steps:
+        d = step.decision
+        record: dict[str, object] = {
+            "time": step.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "decision": d.action.value if d else None,
+            "reason": d.reason if d else None,
+            "message": d.message if d else None,
+            "scope": (
+                {"features": list(d.scope.features), "segments": list(d.scope.segments)}
+                if d is not None and d.scope is not None
+                else None
+            ),
+            "evidence": [item.render() for item in d.evidence] if d else [],
+        }
+        yield json.dumps(record, sort_keys=False)

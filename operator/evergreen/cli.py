@@ -41,7 +41,8 @@ from evergreen.cli_outcomes import backtest_outcome, evaluate_outcome
 from evergreen.conditions import evaluation_drafts, merge_conditions, unavailable_drafts
 from evergreen.errors import InputError, MetricsUnavailable
 from evergreen.observation.evaluate import Evaluation, evaluate
-from evergreen.report import render_evaluation
+from evergreen.policy import PolicyState, advance
+from evergreen.report import render_decision, render_evaluation
 from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.signals.recording import RecordedSource, Recorder, Recording
 from evergreen.signals.reference import parse_reference
@@ -193,14 +194,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with _scenario_prometheus(args.scenario) as url:
         source = _source(args, spec, url)
         evaluation = asyncio.run(evaluate(spec, source, args.at, namespace=namespace, references=references))
-    outcome = evaluate_outcome(evaluation)
+    # The decision this evaluation alone leads to (no persistence yet): Unknown when nothing
+    # could be judged, with what is missing.
+    decision = advance(spec, evaluation, PolicyState()).decision
+    assert decision is not None
+    outcome = evaluate_outcome(evaluation, decision)
     if outcome.code is ExitCode.ENVIRONMENT:
         # Nothing was learned: one message, not a report of empty signals.
         raise MetricsUnavailable(outcome.message)
     if args.json:
-        print(json.dumps(evaluation.summary(args.top).to_wire(), indent=2))
+        document = evaluation.summary(args.top).to_wire()
+        document["decision"] = decision.to_wire()
+        print(json.dumps(document, indent=2))
     else:
         _print(spec, evaluation, args.top)
+        print(render_decision(decision))
     if outcome.message:
         print(f"evergreen: {outcome.message} (exit {int(outcome.code)})", file=sys.stderr)
     return outcome.code
@@ -270,10 +278,15 @@ def list_scenarios() -> str:
     return "\n".join(lines)
 
 
-def _finish_backtest(steps: Sequence[Any], every: bool) -> int:
+def _finish_backtest(args: argparse.Namespace, spec: ModelMonitorSpec, steps: Sequence[Any]) -> int:
+    """Print a replay as asked (text or JSON lines); the exit code says whether anything was judged."""
     from evergreen import backtest
 
-    print(backtest.render(steps, every=every))
+    if args.output == "jsonl":
+        for line in backtest.jsonl(steps):
+            print(line)
+    else:
+        print(backtest.render(steps, every=args.every, spec=spec))
     outcome = backtest_outcome([step.evaluation for step in steps])
     if outcome.message:
         print(f"evergreen: {outcome.message} (exit {int(outcome.code)})", file=sys.stderr)
@@ -300,7 +313,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 namespace=_namespace(manifest, args.namespace),
             )
         )
-        code = _finish_backtest(steps, args.every)
+        code = _finish_backtest(args, manifest.spec(), steps)
         where = f"replayed from {args.recording.name}"
         _backtest_report(args, manifest.spec(), steps, manifest, where)
         return code
@@ -312,18 +325,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     spec = manifest.spec()
     step = _step(args, spec)
     arg.check_evaluations("--start/--end", args.start, args.end, step)
+    # Persistence counts evaluations at the monitor's interval: a longer step samples the
+    # timeline, each sample preceded by the evaluations the operator would have made.
+    interval = parse_duration(spec.interval)
+    times = backtest.sampled_times(args.start, args.end, step, interval, spec.policy.persistence.of)
+    arg.check_sampled_evaluations("--step", len(times), step, interval)
     references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
         steps = asyncio.run(
             backtest.replay(
                 spec,
                 _source(args, spec, url),
-                evaluation_times(args.start, args.end, step),
+                times,
                 namespace=_namespace(manifest, args.namespace),
                 references=references,
             )
         )
-    code = _finish_backtest(steps, args.every)
+    code = _finish_backtest(args, spec, steps)
     where = f"scenario {args.scenario}" if args.scenario else "Prometheus"
     _backtest_report(args, spec, steps, manifest, f"replayed from {where}, {args.start} to {args.end}")
     return code
@@ -492,6 +510,22 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     def change(body: dict[str, Any]) -> dict[str, Any]:
         _requires(body, "retraining")
         return {"retraining": {"request": {"id": args.id, "reason": args.reason}}}
+
+    return _monitor_command(args, change)
+
+
+def cmd_acknowledge(args: argparse.Namespace) -> int:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        decision = ((body.get("status") or {}).get("decision")) or {}
+        held = decision.get("action") == "HoldForDataQuality" or decision.get("reason") == "HoldUnresolved"
+        if not held and not args.force:
+            name = f"ModelMonitor {args.namespace}/{args.name}"
+            raise InputError(
+                name, "has no data-quality hold to acknowledge (pass --force to restart baselines anyway)"
+            )
+        at = args.at if args.at is not None else datetime.now(UTC)
+        stamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return {"policy": {"acknowledgedAt": stamp}}
 
     return _monitor_command(args, change)
 
@@ -926,7 +960,9 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     backtest = command(
         "backtest",
         "replay the decision engine over history and print its decisions",
-        epilog="exit codes: 0 at least one evaluation evaluated something; 1 Prometheus unreachable\n"
+        epilog="a --step longer than spec.interval samples the span: each sample is judged after the\n"
+        "evaluations the operator would have made at spec.interval just before it.\n"
+        "exit codes: 0 at least one evaluation evaluated something; 1 Prometheus unreachable\n"
         "at every evaluation; 2 usage error; 4 no evaluation evaluated any signal",
     )
     source_options(backtest, manifest_required=False)
@@ -935,6 +971,12 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     )
     span_options(backtest)
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
+    backtest.add_argument(
+        "--output",
+        choices=["text", "jsonl"],
+        default="text",
+        help="jsonl: one JSON object per evaluation (time, decision, reason, message, scope, evidence)",
+    )
     backtest.add_argument(
         "--list-scenarios", action="store_true", help="list the built-in scenarios with the span each covers"
     )
@@ -996,6 +1038,22 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     )
     retrain.add_argument("--reason", default="", help="why, for the record")
     retrain.set_defaults(handler=cmd_retrain)
+
+    acknowledge = command(
+        "acknowledge", "accept a data-quality change as the new normal: end the hold, restart baselines"
+    )
+    monitor_options(acknowledge)
+    acknowledge.add_argument(
+        "--at",
+        type=arg.time,
+        default=None,
+        metavar="TIME",
+        help=f"when the change became normal: {arg.TIME_FORMAT} (default: now)",
+    )
+    acknowledge.add_argument(
+        "--force", action="store_true", help="restart baselines even without a data-quality hold in force"
+    )
+    acknowledge.set_defaults(handler=cmd_acknowledge)
 
     crd = command("crd", "print, write or check the CRD manifest")
     crd.add_argument(

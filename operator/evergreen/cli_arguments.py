@@ -181,3 +181,14 @@ def check_evaluations(flag: str, start: datetime, end: datetime, step: timedelta
             + f"; at most {MAX_EVALUATIONS:,} are allowed: use --step {at_least} or more, or a shorter span",
         )
     return total
+
+
+def check_sampled_evaluations(flag: str, total: int, step: timedelta, interval: timedelta) -> None:
+    """A sampled replay (``step`` above ``interval``) adds the evaluations persistence needs."""
+    if total > MAX_EVALUATIONS:
+        raise InputError(
+            flag,
+            f"every {format_duration(step)}, each sample with the evaluations persistence needs "
+            f"at spec.interval ({format_duration(interval)}) before it, is {total:,} evaluations; "
+            f"at most {MAX_EVALUATIONS:,} are allowed: use a longer --step or a shorter span",
+        )

@@ -7,7 +7,9 @@
     3  evaluated; at least one finding at critical: a judged drift series at or above its
        critical threshold, or a data-quality check or KPI out of its bounds
     4  could not evaluate everything, and nothing evaluated is critical: a query was rejected,
-       returned no data, or histograms could not be compared (the report names the field)
+       returned no data, histograms could not be compared, or the decision is ``Unknown``
+       (a baseline still warming up, feature drift that could not be judged); the report and
+       the decision name what is missing
 
 ``backtest``: 0 when at least one evaluation evaluated something, 1 when Prometheus could not
 be read at any of them, 4 when every one could be read but none evaluated anything.
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from evergreen.api.decisions import Action, Decision
 from evergreen.api.status import CheckState, Severity
 from evergreen.cli_errors import ExitCode
 from evergreen.observation.evaluate import Evaluation, ProblemKind
@@ -55,11 +58,21 @@ def evaluated_signals(evaluation: Evaluation) -> int:
     return answered + (evaluation.drift is not None) + (evaluation.prediction_drift is not None)
 
 
-def evaluate_outcome(evaluation: Evaluation) -> Outcome:
-    """The exit code of a one-shot ``evaluate``."""
+def evaluate_outcome(evaluation: Evaluation, decision: Decision | None = None) -> Outcome:
+    """The exit code of a one-shot ``evaluate`` and of the decision it alone leads to.
+
+    A critical finding outranks an ``Unknown`` decision: what was judged critical is a finding
+    whatever else could not be judged.
+    """
     if evaluation.unavailable:
         problem = next(p for p in evaluation.problems if p.kind is ProblemKind.UNAVAILABLE)
         return Outcome(ExitCode.ENVIRONMENT, problem.message)
+    if (
+        decision is not None
+        and decision.action is Action.UNKNOWN
+        and decision.reason == "PrometheusUnavailable"
+    ):
+        return Outcome(ExitCode.ENVIRONMENT, decision.message)
     findings = critical_findings(evaluation)
     if findings:
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
@@ -68,6 +81,8 @@ def evaluate_outcome(evaluation: Evaluation) -> Outcome:
         first = evaluation.problems[0]
         more = f" (and {len(evaluation.problems) - 1} more)" if len(evaluation.problems) > 1 else ""
         return Outcome(ExitCode.NOT_EVALUATED, f"not evaluated: {first.field}: {first.message}{more}")
+    if decision is not None and decision.action is Action.UNKNOWN:
+        return Outcome(ExitCode.NOT_EVALUATED, f"decision Unknown ({decision.reason}): {decision.message}")
     return Outcome(ExitCode.OK)
 
 

@@ -108,7 +108,14 @@ def _drift_draft(
     if not configured:
         return ConditionDraft(kind, F, "NotConfigured", f"no {label} drift is configured")
     if result is None:
-        reason = "InvalidQuery" if any(p.kind is ProblemKind.REJECTED for p in problems) else "NoData"
+        kinds = {p.kind for p in problems}
+        reason = (
+            "InvalidQuery"
+            if ProblemKind.REJECTED in kinds
+            else "BaselineNotReady"
+            if kinds == {ProblemKind.BASELINE_NOT_READY}
+            else "NoData"
+        )
         return ConditionDraft(kind, U, reason, _problem_text(problems) or "not evaluated")
     judged = result.judged()
     critical = [row for row in judged if row.severity is Severity.CRITICAL]
@@ -168,12 +175,19 @@ def _checks_draft(
     return ConditionDraft(kind, F, "WithinBounds", f"{len(relevant)} {label} within bounds")
 
 
+def _missing_reason(missing: Sequence[SignalProblem]) -> str:
+    """``BaselineNotReady`` when only baselines are missing (a warm-up), else ``NoData``."""
+    if all(p.kind is ProblemKind.BASELINE_NOT_READY for p in missing):
+        return "BaselineNotReady"
+    return "NoData"
+
+
 def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[ConditionDraft]:
     """Every condition after an evaluation that reached Prometheus."""
     problems = evaluation.problems
     rejected = [p for p in problems if p.kind is ProblemKind.REJECTED]
     invalid = [p for p in problems if p.kind is ProblemKind.INVALID]
-    missing = [p for p in problems if p.kind is ProblemKind.NO_DATA]
+    missing = [p for p in problems if p.kind in (ProblemKind.NO_DATA, ProblemKind.BASELINE_NOT_READY)]
 
     def problems_of(prefix: str) -> list[SignalProblem]:
         return [p for p in problems if p.field.startswith(prefix)]
@@ -189,7 +203,7 @@ def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[Co
     elif invalid:
         ready = ConditionDraft(ConditionType.READY, F, "UnusableMetrics", _problem_text(invalid))
     elif len(missing) >= signals:
-        ready = ConditionDraft(ConditionType.READY, F, "NoData", _problem_text(missing))
+        ready = ConditionDraft(ConditionType.READY, F, _missing_reason(missing), _problem_text(missing))
     else:
         ready = ConditionDraft(
             ConditionType.READY,
@@ -203,7 +217,9 @@ def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[Co
         reason = "InvalidQuery" if rejected else "UnusableMetrics"
         metrics = ConditionDraft(ConditionType.METRICS_AVAILABLE, F, reason, _problem_text(unanswered))
     elif missing:
-        metrics = ConditionDraft(ConditionType.METRICS_AVAILABLE, F, "NoData", _problem_text(missing))
+        metrics = ConditionDraft(
+            ConditionType.METRICS_AVAILABLE, F, _missing_reason(missing), _problem_text(missing)
+        )
     else:
         metrics = ConditionDraft(
             ConditionType.METRICS_AVAILABLE, T, "AllSignalsReported", "every query returned data"

@@ -136,6 +136,11 @@ def render_status(name: str, namespace: str, spec_model: str, mode: str, status:
             lines.append(
                 f"  {title} ({drift.method}): {drift.series} series, {drift.critical} critical, "
                 f"{drift.warning} warning, {drift.no_data} without data"
+                + (
+                    f", {drift.baseline_not_ready} with a baseline not ready"
+                    if drift.baseline_not_ready
+                    else ""
+                )
             )
             rows = [
                 [row.severity.value, row.feature, row.segment, f"{row.score:.4f}", f"{row.samples:,.0f}"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from evergreen.api.decisions import Action, Decision
+from evergreen.api.decisions import Action, Assessment, Decision
 from evergreen.api.status import Condition, ConditionStatus, ConditionType
 
 
@@ -75,8 +75,9 @@ def transition_events(previous: Sequence[Condition], current: Sequence[Condition
     return events
 
 
-#: Decisions that ask someone to look (or would act) are Warnings; the rest are Normal.
-_URGENT = {Action.HOLD_FOR_DATA_QUALITY, Action.RETRAIN, Action.ESCALATE}
+#: Decisions that ask someone to look (or would act) are Warnings; the rest are Normal. Unknown
+#: is a Warning: a monitor that cannot see is not watching the model.
+_URGENT = {Action.HOLD_FOR_DATA_QUALITY, Action.RETRAIN, Action.ESCALATE, Action.UNKNOWN}
 
 
 def decision_events(previous: Decision | None, current: Decision | None) -> list[EventRecord]:
@@ -88,3 +89,21 @@ def decision_events(previous: Decision | None, current: Decision | None) -> list
     kind = EventType.WARNING if current.action in _URGENT else EventType.NORMAL
     suffix = "" if current.enforced else " (Observe mode: decided, not acted on)"
     return [EventRecord(kind, current.reason, f"{current.action.value}: {current.message}{suffix}")]
+
+
+def layout_events(previous: Assessment | None, current: Assessment | None) -> list[EventRecord]:
+    """One informational Event when features' bucket layouts change (never a drift alert)."""
+    if current is None or not current.layout_changes:
+        return []
+    known = {e.feature for e in previous.layout_changes} if previous is not None else set()
+    new = sorted({e.feature or "?" for e in current.layout_changes if e.feature not in known})
+    if not new:
+        return []
+    detail = current.layout_changes[0].detail
+    return [
+        EventRecord(
+            EventType.NORMAL,
+            "BucketLayoutChanged",
+            f"the exporter changed the histogram buckets of {', '.join(new)}: {detail}",
+        )
+    ]

@@ -1,8 +1,8 @@
 """The exit codes people gate on, against a real Prometheus holding the showcase's history.
 
 ``evaluate``: 0 evaluated and nothing critical, 3 a finding at critical, 4 not everything could
-be evaluated, 1 Prometheus unreachable. ``backtest``: 0 when an evaluation evaluated
-something, 4 when none did, 1 when Prometheus could not be read at all.
+be evaluated (the decision may be Unknown), 1 Prometheus unreachable. ``backtest``: 0 when an
+evaluation evaluated something, 4 when none did, 1 when Prometheus could not be read at all.
 """
 
 from __future__ import annotations
@@ -82,9 +82,11 @@ def test_a_signal_without_data_is_4_never_0(
 ) -> None:
     drift = yaml.safe_load(EXAMPLE.read_text())["spec"]["drift"]
     manifest = _manifest(tmp_path, drift={**drift, "histogram": "no_such_histogram"})
-    code, _, err = _evaluate(capsys, manifest, showcase_prometheus.url, SHOWCASE_TIMES["healthy"])
+    code, out, err = _evaluate(capsys, manifest, showcase_prometheus.url, SHOWCASE_TIMES["healthy"])
     assert code == 4
     assert "spec.drift" in err
+    # Healthy KPIs do not make unjudged inputs healthy: the decision says so.
+    assert "Decision: Unknown (NoData)" in out
 
 
 def test_backtest_is_0_when_evaluations_succeed_and_4_when_none_evaluates_anything(

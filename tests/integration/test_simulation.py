@@ -81,7 +81,9 @@ def test_every_generated_sample_is_in_prometheus(showcase_prometheus: Prometheus
     scenario = catalog.showcase()
     segments = len(scenario.segments)
     feature_series = sum(segments * (len(f.bounds) + 3) for f in scenario.features)
-    series = feature_series + len(scenario.features) * segments + segments * (10 + 3) + segments + 4
+    outcome_series = segments * 4
+    missing_series = len(scenario.features) * segments
+    series = feature_series + missing_series + segments * (10 + 3) + segments + outcome_series
     history = showcase_prometheus.history
     assert history is not None
     assert (history.samples, history.series) == (series * (scenario.steps + 1), series)
@@ -99,7 +101,7 @@ def test_every_generated_sample_is_in_prometheus(showcase_prometheus: Prometheus
         "model_prediction_score_count": 4,
         "model_prediction_score_sum": 4,
         "model_predictions_total": 4,
-        "model_label_outcomes_total": 4,
+        "model_label_outcomes_total": 4 * 4,
     }
 
 
@@ -110,7 +112,7 @@ def test_label_sets_are_the_contract(showcase_prometheus: PrometheusServer) -> N
         "model_feature_missing_total": {"model", "feature", "segment"},
         "model_prediction_score_bucket": {"model", "version", "segment", "le"},
         "model_predictions_total": {"model", "version", "segment"},
-        "model_label_outcomes_total": {"model", "version", "outcome"},
+        "model_label_outcomes_total": {"model", "version", "segment", "outcome"},
     }.items():
         result = showcase_prometheus.query(name, at)
         assert {frozenset(r["metric"]) - {"__name__"} for r in result} == {frozenset(labels)}

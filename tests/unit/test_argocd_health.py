@@ -9,6 +9,7 @@ renamed reason or field breaks these tests instead of silently breaking Argo CD.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,6 +24,8 @@ from evergreen.api.decisions import Action
 from evergreen.api.delivery import RolloutSpec
 from evergreen.api.resource import API_VERSION, KIND, parse_spec
 from evergreen.api.status import (
+    CheckOutcome,
+    CheckState,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -39,6 +42,7 @@ from evergreen.conditions import (
 from evergreen.delivery.rollout import RolloutInputs, step_rollout
 from evergreen.errors import SpecError
 from evergreen.observation.evaluate import Evaluation, ProblemKind, SignalProblem
+from evergreen.policy import PolicyState, advance
 from evergreen.signals.recording import RecordedSource
 
 lupa = pytest.importorskip("lupa.lua51")
@@ -197,6 +201,73 @@ def test_unreadable_prometheus_is_degraded() -> None:
     state, message = health(resource(with_drafts(status, unavailable_drafts(outage))))
     assert state == "Degraded"
     assert message.startswith("Ready PrometheusUnavailable: spec.drift: connection refused")
+
+
+def decided_without(kind: ProblemKind, *, everything: bool) -> ModelMonitorStatus:
+    """The status after an evaluation whose drift (or every signal) came back ``kind``.
+
+    The decision comes from the policy engine and the conditions from ``evaluation_drafts``,
+    as the reconciler writes them.
+    """
+    spec = parse_spec(bundled_recording().monitor["spec"])
+    step = next(s for s in _replay() if s.decision is not None and s.decision.action is Action.NO_ACTION)
+    fields = ["spec.drift", "spec.predictionDrift"]
+    if everything:
+        fields += [f"spec.dataQuality[{i}].query" for i in range(len(spec.data_quality))]
+        fields += [f"spec.kpis[{i}].query" for i in range(len(spec.kpis))]
+
+    def blank(outcomes: tuple[CheckOutcome, ...]) -> tuple[CheckOutcome, ...]:
+        if not everything:
+            return outcomes
+        return tuple(
+            CheckOutcome(name=o.name, state=CheckState.NO_DATA, min=o.min, max=o.max) for o in outcomes
+        )
+
+    evaluation = dataclasses.replace(
+        step.evaluation,
+        drift=None,
+        prediction_drift=None,
+        data_quality=blank(step.evaluation.data_quality),
+        kpis=blank(step.evaluation.kpis),
+        problems=tuple(SignalProblem(f, kind, "nothing to judge yet") for f in fields),
+    )
+    decision = advance(spec, evaluation, PolicyState()).decision
+    assert decision is not None and decision.action is Action.UNKNOWN
+    conditions = merge_conditions(
+        [], evaluation_drafts(spec, evaluation), now=step.time, generation=GENERATION
+    )
+    return ModelMonitorStatus(
+        observed_generation=GENERATION,
+        conditions=conditions,
+        decision=decision,
+        last_evaluation=evaluation.summary(),
+    )
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["drift-warming", "all-warming"])
+def test_baselines_warming_up_are_progressing_with_the_reason(everything: bool) -> None:
+    status = decided_without(ProblemKind.BASELINE_NOT_READY, everything=everything)
+    assert status.decision is not None and status.decision.reason == "BaselineNotReady"
+    ready = next(c for c in status.conditions if c.type == ConditionType.READY)
+    assert ready.status is (ConditionStatus.FALSE if everything else ConditionStatus.TRUE)
+    state, message = health(resource(status))
+    assert state == "Progressing"
+    assert message == f"Unknown (BaselineNotReady): {status.decision.message}"
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["drift-blind", "all-blind"])
+def test_an_unknown_decision_for_any_other_reason_is_degraded(everything: bool) -> None:
+    status = decided_without(ProblemKind.NO_DATA, everything=everything)
+    assert status.decision is not None and status.decision.reason == "NoData"
+    state, message = health(resource(status))
+    assert state == "Degraded"
+    if everything:
+        ready = next(c for c in status.conditions if c.type == ConditionType.READY)
+        assert message == f"Ready NoData: {ready.message}"
+    else:
+        assert message == f"Unknown (NoData): {status.decision.message}"
+    # Observe mode does not hide a monitor that cannot judge its model either.
+    assert health(resource(status, mode="Observe"))[0] == "Degraded"
 
 
 def test_a_gate_waiting_for_approval_is_suspended() -> None:

@@ -6,7 +6,7 @@ import math
 
 from evergreen.api.spec import DataQualityCheck, Kpi, NoDataPolicy
 from evergreen.api.status import CheckState
-from evergreen.observation.checks import check_outcome, counts_for_conditions
+from evergreen.observation.checks import check_outcome, counts_for_conditions, series_key
 from evergreen.signals.samples import QueryResult, Sample
 
 
@@ -59,3 +59,24 @@ def test_both_bounds() -> None:
     assert check_outcome(band, result(({}, 21.0))).state is CheckState.BREACHED
     assert check_outcome(band, result(({}, 15.0))).state is CheckState.OK
     assert check_outcome(band, result(({}, 10.0))).state is CheckState.OK
+
+
+def test_a_thin_series_is_judged_with_widened_bounds() -> None:
+    check = DataQualityCheck.model_validate(
+        {"name": "null-rate", "query": "q", "max": 0.05, "samplesQuery": "n", "minSamples": 400}
+    )
+    thin = {"feature": "age", "segment": "tv"}
+    thick = {"feature": "age", "segment": "web"}
+    result = QueryResult("q", (Sample(thin, 0.08), Sample(thick, 0.06)))
+    counts = {series_key(thin): 25.0, series_key(thick): 10_000.0}
+    outcome = check_outcome(check, result, counts)
+    # 25 of 400 samples: the bound is 0.05 x 4 = 0.2 for tv; web breaches at 0.05.
+    assert outcome.state is CheckState.BREACHED
+    assert [(s.labels["segment"], s.breached, s.samples) for s in outcome.series] == [
+        ("web", True, 10_000.0),
+        ("tv", False, 25.0),
+    ]
+    alone = check_outcome(check, QueryResult("q", (Sample(thin, 0.08),)), counts)
+    assert alone.state is CheckState.OK
+    very = check_outcome(check, QueryResult("q", (Sample(thin, 0.3),)), counts)
+    assert very.state is CheckState.BREACHED and "widened: few samples" in (very.message or "")

@@ -35,7 +35,7 @@ def test_demo_reports_each_incident_and_decides(capsys: pytest.CaptureFixture[st
     # KPIs drop while the segment is still broken: no retraining on broken data.
     assert "KPIBreached          True    KPIOutOfBounds" in kpi_drop
     assert "Decision: Escalate (HoldUnresolved)" in kpi_drop
-    assert "retrains that would have run: 0" in timeline
+    assert "retrain decisions: 0" in timeline
 
 
 def test_crd_check_detects_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -175,6 +175,7 @@ def _flag_cases(tmp: Path) -> list[tuple[list[str], str]]:
             ["backtest", "-f", *source, "--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"],
             "before the start",
         ),
+        (["backtest", "-f", *source, "--output", "csv"], "argument --output"),
         (["backtest", "--recording", example], "not an Evergreen recording"),
         (["backtest", "--recording", missing], "no such file"),
         (["backtest", "--recording", directory], "is a directory"),
@@ -210,6 +211,11 @@ def _flag_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["abort", "fraud", "--version", "-v2-"], "--version"),
         (["retrain", "fraud"], "--id"),
         (["retrain", "fraud", "--id", "again!"], "argument --id"),
+        (["acknowledge"], "name"),
+        (["acknowledge", "Fraud_Detector"], "argument name"),
+        (["acknowledge", "fraud", "-n", "Team_A"], "argument -n/--namespace"),
+        (["acknowledge", "fraud", "--at", "yesterday"], "argument --at"),
+        (["acknowledge", "fraud", "--kubeconfig", missing], "--kubeconfig"),
         (["crd", "-o", not_a_dir], "cannot be written"),
         (["crd", "--bogus"], "--bogus"),
         (["reference", "-o", not_a_dir], "cannot be written"),
@@ -229,6 +235,7 @@ def test_every_command_explains_a_bad_flag(tmp_path: Path, capsys: pytest.Captur
         "approve",
         "abort",
         "retrain",
+        "acknowledge",
     } <= commands
     assert {"crd", "reference"} <= commands
     for argv, words in cases:
@@ -388,6 +395,7 @@ KUBE_COMMANDS = [
     ["approve", "fraud"],
     ["abort", "fraud"],
     ["retrain", "fraud", "--id", "r1"],
+    ["acknowledge", "fraud"],
 ]
 
 

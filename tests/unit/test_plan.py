@@ -57,3 +57,25 @@ def test_after_a_promotion_the_baseline_starts_at_it() -> None:
     assert baseline(AT - timedelta(days=2)).endswith("[86400s] offset 86400s))")
     # Promoted 3 hours ago: everything since the promotion.
     assert baseline(AT - timedelta(hours=3)).endswith("[10800s]))")
+
+
+def frozen(until: datetime, anchor: datetime | None = None) -> str:
+    queries = plan(SPEC, "ml", at=AT, baseline_anchor=anchor, baseline_until=until).drift
+    return {q.window: q.promql for q in queries}[Window.BASELINE]
+
+
+def test_an_incident_after_the_baseline_changes_nothing() -> None:
+    assert frozen(AT - timedelta(days=2)) == baseline(None)
+
+
+def test_an_open_incident_keeps_the_baseline_before_it() -> None:
+    # The incident began 8 days ago: last week's day would hold broken data; the baseline
+    # stays the day that ended when the incident began.
+    assert frozen(AT - timedelta(days=8)).endswith("[86400s] offset 691200s))")
+
+
+def test_a_frozen_baseline_does_not_reach_before_its_anchor() -> None:
+    # Promoted 9 days ago, incident 8 days ago: the day between them, nothing older.
+    assert frozen(AT - timedelta(days=8), anchor=AT - timedelta(days=8, hours=6)).endswith(
+        "[21600s] offset 691200s))"
+    )

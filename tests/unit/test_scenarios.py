@@ -281,7 +281,7 @@ def test_spike_recovers_after_its_end(stable_expected: StepCounts) -> None:
 
 def outcome_kpis(counts: StepCounts, start: timedelta, width: timedelta) -> tuple[float, float]:
     steps = counts.step_slice(INCIDENT_AT + start, INCIDENT_AT + start + width)
-    tp, fp, _, fn = counts.outcomes[steps].sum(axis=0)
+    tp, fp, _, fn = counts.outcomes[steps].sum(axis=(0, 1))
     return float(tp / (tp + fp)), float(tp / (tp + fn))
 
 
@@ -291,7 +291,7 @@ def test_kpi_drop_changes_outcomes_but_no_feature(stable_expected: StepCounts) -
     assert outcome_kpis(dropped, timedelta(0), HOUR) == pytest.approx((0.75, 0.70))
     assert len(changed_cells(stable_expected, dropped)) == 0
     assert list(OUTCOMES) == ["tp", "fp", "tn", "fn"]
-    np.testing.assert_allclose(dropped.outcomes.sum(axis=1), dropped.requests.sum(axis=1))
+    np.testing.assert_allclose(dropped.outcomes.sum(axis=-1), dropped.requests)
 
 
 def test_kpi_ramp_declines_gradually() -> None:
@@ -372,9 +372,10 @@ def test_openmetrics_text_is_what_promtool_needs(tmp_path: Path) -> None:
     assert len(samples) == written
     segments = len(scenario.segments)
     # Per feature and segment: buckets (+Inf included), _count and _sum; missing counters;
-    # prediction buckets (10 + Inf), _count and _sum per segment; predictions; four outcomes.
+    # prediction buckets (10 + Inf), _count and _sum per segment; predictions; four outcomes per segment.
     feature_series = sum(segments * (len(f.bounds) + 3) for f in scenario.features)
-    series_count = feature_series + len(scenario.features) * segments + segments * 13 + segments + 4
+    outcome_series = segments * 4
+    series_count = feature_series + len(scenario.features) * segments + segments * 14 + outcome_series
     assert written == series_count * (scenario.steps + 1)
     # Each series in timestamp order, timestamps in seconds.
     last: dict[str, int] = {}

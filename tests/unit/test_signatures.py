@@ -562,3 +562,29 @@ def test_quantiles_are_ordered_and_inside_the_finite_bounds(aligned: AlignedHist
     # Where two levels are usable, the higher one is never below the lower one.
     ordered = np.where(usable, quantiles, -INF)
     assert np.all(np.maximum.accumulate(ordered, axis=1)[usable] == quantiles[usable])
+
+
+def test_a_unit_change_with_clipped_values_is_fitted_on_the_unclipped_buckets() -> None:
+    # x100 (units to cents) where the exporter clamps values at its top bound, 500: about an
+    # eighth of the current values pile up in the top finite bucket (400, 500].
+    bounds = np.array(
+        [0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500, INF]
+    )
+    rng = np.random.default_rng(3)
+    baseline = rng.lognormal(math.log(2), 0.8, 20_000)
+    current = np.minimum(rng.lognormal(math.log(2), 0.8, 20_000) * 100, 500)
+    fit = affine_fit(aligned_cumulative(bounds, [observed(bounds, baseline)], [observed(bounds, current)]))
+    # Interpolating the pile-up bent the line to about 70 x baseline + 54 (r² 0.92).
+    assert fit.slope[0] == pytest.approx(100, abs=2 * fit.slope_error[0] + 0.5)
+    assert 0 < fit.slope_error[0] < 2
+    assert fit.r_squared[0] > 0.99
+    assert fit.conversion()[0] == "times_100"
+
+
+def test_an_unclipped_top_bucket_is_kept() -> None:
+    fit = affine_fit(
+        from_cdfs(
+            np.append(np.arange(0.0, 26.0), INF), [stats.uniform(0, 10).cdf], [stats.uniform(5, 20).cdf]
+        )
+    )
+    assert fit.points.tolist() == [19] and fit.slope_error[0] == pytest.approx(0, abs=1e-9)

@@ -245,6 +245,8 @@ class AffineFit:
     """
 
     slope: FloatArray
+    #: The slope's standard error: a unit change is reported as ``slope ± error``.
+    slope_error: FloatArray
     offset: FloatArray
     r_squared: FloatArray
     points: IntArray
@@ -279,6 +281,11 @@ def affine_fit(aligned: AlignedHistograms, levels: FloatArray = QUANTILE_LEVELS)
     quantiles = window_quantiles(aligned, levels)
     x, y = quantiles.baseline, quantiles.current
     usable = np.isfinite(x) & np.isfinite(y)
+    # Values an exporter clamps at its top bound pile up in the top finite bucket, and
+    # interpolating them there bends the line: fit only quantiles below a clipped bucket.
+    for counts, values in ((aligned.baseline, x), (aligned.current, y)):
+        edge = _clipped_from(counts, aligned.upper_bounds, aligned.known_bounds)
+        usable &= ~(values > edge[:, np.newaxis])
     points = np.count_nonzero(usable, axis=1)
     n = np.maximum(points, 1)
     x0, y0 = np.where(usable, x, 0.0), np.where(usable, y, 0.0)
@@ -293,8 +300,13 @@ def affine_fit(aligned: AlignedHistograms, levels: FloatArray = QUANTILE_LEVELS)
     offset = center_y - slope * center_x
     denominator = sxx * syy
     r_squared = np.divide(sxy * sxy, denominator, out=np.ones_like(sxx), where=denominator > 0)
+    # The slope's standard error from the residuals around the line (n - 2 degrees of freedom).
+    residual = np.maximum(syy - slope * sxy, 0.0)
+    freedom = np.maximum(points - 2, 1)
+    error = np.sqrt(np.divide(residual / freedom, sxx, out=np.zeros_like(sxx), where=valid))
     return AffineFit(
         slope=_masked(slope, ~valid),
+        slope_error=_masked(error, ~valid),
         offset=_masked(offset, ~valid),
         r_squared=_masked(np.clip(r_squared, 0.0, 1.0), ~valid),
         points=points.astype(np.intp),
@@ -482,6 +494,36 @@ def _first_reaching(shares: FloatArray, levels: FloatArray) -> IntArray:
     # Shares end at 1 > every level, so only rows without data would run past the last column.
     column: IntArray = np.minimum(below, bins - 1).astype(np.intp)
     return column
+
+
+def _clipped_from(counts: FloatArray, bounds: FloatArray, known: BoolArray) -> FloatArray:
+    """Per row, the bound above which quantiles may be clipped values (+Inf: none).
+
+    The top finite bucket is clipped when it holds more than the bucket below it: a tail
+    thins out towards the top, values clamped at the top bound pile up there.
+    """
+    columns = np.arange(bounds.size)
+    usable = np.where(known & np.isfinite(bounds)[np.newaxis, :], columns, -1)
+    ends = []
+    for _ in range(3):  # the top three finite known bounds, highest first
+        last = usable.max(axis=1)
+        ends.append(last)
+        usable = np.where(usable == last[:, np.newaxis], -1, usable)
+    top, below, lower = ends
+    cumulative = np.cumsum(counts, axis=1)
+
+    def upto(column: IntArray) -> FloatArray:
+        index = np.maximum(column, 0)[:, np.newaxis]
+        values: FloatArray = np.take_along_axis(cumulative, index, axis=1)[:, 0]
+        return values
+
+    enough = lower >= 0
+    top_mass = upto(top) - upto(below)
+    below_mass = upto(below) - upto(lower)
+    # A relative margin keeps ties tied when every count of a window is rescaled.
+    clipped = enough & (top_mass > below_mass * (1 + 1e-9))
+    result: FloatArray = np.where(clipped, bounds[np.maximum(below, 0)], math.inf)
+    return result
 
 
 def _previous_known(known: BoolArray) -> IntArray:

@@ -27,6 +27,9 @@ class Action(StrEnum):
     RETRAIN = "Retrain"
     #: A person is needed.
     ESCALATE = "Escalate"
+    #: Nothing could be judged (no data, a rejected query, a baseline still filling): the
+    #: engine does not know, and says what is missing. Never acted on.
+    UNKNOWN = "Unknown"
 
 
 class BreakKind(StrEnum):
@@ -38,12 +41,17 @@ class BreakKind(StrEnum):
     SEGMENT_BREAK = "SegmentBreak"
     UPSTREAM_CHANGE = "UpstreamChange"
     DATA_QUALITY = "DataQualityCheckFailed"
+    #: A KPI's labels stopped arriving while predictions flow: the labels are late or lost.
+    LABELS_STOPPED = "LabelPipelineStopped"
 
 
 class Evidence(StatusModel):
     """One fact a decision rests on."""
 
-    signal: str = Field(description="drift, predictionDrift, step, signature, kpi or dataQuality")
+    signal: str = Field(
+        description="drift, predictionDrift, step, signature, kpi, dataQuality, labels or missing"
+    )
+    check: str | None = Field(default=None, description="The KPI or data-quality check's name.")
     feature: str | None = None
     segment: str | None = None
     value: float | None = None
@@ -65,7 +73,7 @@ class Evidence(StatusModel):
             numbers = f"{self.value:.4g}"
             if self.threshold is not None:
                 numbers += f" vs {self.threshold:.4g}"
-        parts = [p for p in (self.signal + ":", where, numbers, self.detail) if p]
+        parts = [p for p in (self.signal + ":", self.check or "", where, numbers, self.detail) if p]
         return " ".join(parts)
 
 
@@ -96,13 +104,40 @@ class Assessment(StatusModel):
     sudden: list[Finding] = Field(default_factory=list, description="Step changes without a break signature.")
     prediction_drift: list[Finding] = Field(default_factory=list)
     kpis_breached: list[str] = Field(default_factory=list)
+    kpi_breaches: list[Evidence] = Field(
+        default_factory=list, description="Every breached KPI series (with hysteresis)."
+    )
     kpis_unknown: list[str] = Field(default_factory=list)
     data_quality_breached: list[Evidence] = Field(default_factory=list)
     drift_evaluated: bool = True
     data_quality_evaluated: bool = True
+    informative: bool = Field(default=True, description="At least one signal could be judged.")
+    judged: list[Evidence] = Field(
+        default_factory=list, description="The signals that could be judged, with their values."
+    )
+    missing: list[Evidence] = Field(
+        default_factory=list, description="Signals without a value, and why (signal 'missing')."
+    )
+    missing_reason: str | None = Field(
+        default=None, description="The reason code when nothing could be judged, e.g. NoData."
+    )
+
+    layout_changes: list[Evidence] = Field(
+        default_factory=list, description="Series whose bucket layout changed (informational)."
+    )
+    labels_flowing: list[str] = Field(
+        default_factory=list, description="KPIs (with labelsQuery) whose labels arrive."
+    )
+    labels_stopped: list[Evidence] = Field(
+        default_factory=list, description="KPIs whose labels stopped while predictions flow."
+    )
 
     def has_breaks(self) -> bool:
-        return bool(self.breaks or self.data_quality_breached)
+        return bool(self.breaks or self.data_quality_breached or self.labels_stopped)
+
+    def incident_evidence(self) -> list[Evidence]:
+        """The data-quality and label-pipeline facts of a break (drift findings aside)."""
+        return [*self.data_quality_breached, *self.labels_stopped]
 
 
 class Scope(StatusModel):
@@ -123,6 +158,10 @@ class Decision(StatusModel):
     time: datetime = Field(description="When this decision was last confirmed.")
     since: datetime = Field(description="When this action and reason were first decided.")
     enforced: bool = Field(description="False in Observe mode: decided and explained, not acted on.")
+    incident_start: datetime | None = Field(
+        default=None,
+        description="Holds: when the incident began; baselines stay before it while it is open.",
+    )
 
     def same_as(self, other: Decision | None) -> bool:
         return other is not None and (self.action, self.reason) == (other.action, other.reason)

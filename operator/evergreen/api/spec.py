@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from evergreen.analysis.drift import DriftMethod
 from evergreen.api.base import (
@@ -222,6 +222,20 @@ class BoundedQuery(ApiModel):
     )
     min: Number | None = Field(default=None, description="Lowest acceptable value.")
     max: Number | None = Field(default=None, description="Highest acceptable value.")
+    samples_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="PromQL for how many observations each series of the query rests on, with the "
+        "same labels (e.g. the denominator of a rate). A series with fewer than minSamples is "
+        "judged with its bounds widened by sqrt(minSamples / n), as drift is.",
+    )
+    min_samples: Integer = Field(
+        default=100,
+        ge=1,
+        le=1_000_000_000,
+        description="Observations a series needs to be judged at its bounds (with samplesQuery).",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:
@@ -240,6 +254,20 @@ class Kpi(BoundedQuery):
     """A business or model-quality KPI such as precision or conversion rate."""
 
     on_no_data: NoDataPolicy = Field(default=NoDataPolicy.HOLD, description="What a KPI without data means.")
+    label_delay: Duration | None = Field(
+        default=None,
+        description="How late this KPI's labels arrive (e.g. 6h): the KPI is judged on the window "
+        "that ended this long ago, the latest one that can be complete.",
+    )
+    labels_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="PromQL for the rate at which this KPI's labels arrive now, e.g. "
+        'sum(rate(model_label_outcomes_total{model="{{model}}"}[15m])). When it drops to zero while '
+        "predictions keep flowing, the labels are late or lost: a label-pipeline incident (hold "
+        "and alert), and the KPI is not judged.",
+    )
 
 
 class Persistence(ApiModel):
@@ -273,6 +301,14 @@ class DecisionPolicy(ApiModel):
         description="A flagged series clears only below (1 - hysteresis) x its threshold, so a "
         "score hovering at a threshold does not flap.",
     )
+    bound_hysteresis: Number = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="A breached KPI or data-quality series clears only once it is back inside its "
+        "bound by this fraction of the bound (0.01: min 0.88 clears at 0.8888), so a KPI sitting "
+        "at its threshold does not flap.",
+    )
     upstream_features: Integer = Field(
         default=3,
         ge=2,
@@ -282,6 +318,12 @@ class DecisionPolicy(ApiModel):
     escalate_hold_after: Duration | None = Field(
         default="24h",
         description="A data-quality hold unresolved this long escalates to a person (0s: never).",
+    )
+    acknowledged_at: AwareDatetime | None = Field(
+        default=None,
+        description="Accept a data-quality change as the new normal (set by `evergreen "
+        "acknowledge`): a hold on an incident that began at or before this time ends, and "
+        "baselines restart from it.",
     )
 
 

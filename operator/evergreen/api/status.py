@@ -81,6 +81,9 @@ class DriftSummary(StatusModel):
     method: str
     series: int = Field(description="Series compared (features × segments, plus totals).")
     no_data: int = Field(description="Series with no traffic in one of the windows.")
+    baseline_not_ready: int = Field(
+        default=0, description="Series whose baseline does not hold minSamples yet (not judged)."
+    )
     warning: int
     critical: int
     max_score: float | None = None
@@ -94,6 +97,15 @@ class CheckState(StrEnum):
     ERROR = "Error"
 
 
+class CheckSeries(StatusModel):
+    """One series a check or KPI query returned."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    value: float | None = Field(default=None, description="None for an infinite value.")
+    breached: bool = False
+    samples: float | None = Field(default=None, description="Observations it rests on (samplesQuery).")
+
+
 class CheckOutcome(StatusModel):
     """A data-quality check or KPI: its value and whether it is within bounds."""
 
@@ -105,6 +117,12 @@ class CheckOutcome(StatusModel):
     max: float | None = None
     breached_series: int = 0
     message: str | None = None
+    series: list[CheckSeries] = Field(
+        default_factory=list, description="Every series, the worst first (at most 20)."
+    )
+    label_rate: float | None = Field(
+        default=None, description="KPIs with labelsQuery: the rate at which labels arrive now."
+    )
 
 
 class EvaluationSummary(StatusModel):

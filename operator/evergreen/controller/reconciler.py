@@ -39,12 +39,18 @@ from evergreen.controller.settings import OperatorSettings
 from evergreen.errors import ClusterError, MissingReference, SpecError
 from evergreen.kube.client import Conflict, KubeApi, ObjectRef
 from evergreen.observation.evaluate import Evaluation, ProblemKind, evaluate
-from evergreen.policy.engine import PolicyState, advance
+from evergreen.policy.engine import PolicyState, advance, baseline_bounds
 from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
 from evergreen.telemetry import Telemetry
-from evergreen.transitions import EventRecord, EventType, decision_events, transition_events
+from evergreen.transitions import (
+    EventRecord,
+    EventType,
+    decision_events,
+    layout_events,
+    transition_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -473,6 +479,8 @@ class MonitorReconciler:
                 }
             )
             events += decision_events(status.decision, attempt.policy.decision)
+            before = status.assessments[-1] if status.assessments else None
+            events += layout_events(before, attempt.policy.assessment)
         return new_status, events
 
     async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:
@@ -489,6 +497,8 @@ class MonitorReconciler:
                 spec.prometheus, self.settings.default_endpoint, namespace, self.kube, self.bundles
             )
             references = await self._references(spec, namespace)
+            state = PolicyState.from_status(status)
+            bounds = baseline_bounds(spec, state, status.baseline_anchor)
             evaluation = await evaluate(
                 spec,
                 self.sources.source(endpoint),
@@ -496,16 +506,12 @@ class MonitorReconciler:
                 namespace=namespace,
                 references=references,
                 version=status.current_version or spec.current_version,
-                baseline_anchor=status.baseline_anchor,
+                baseline_anchor=bounds.anchor,
+                baseline_until=bounds.until,
             )
-            policy = None
-            if not evaluation.unavailable and _informative(evaluation):
-                policy = advance(
-                    spec,
-                    evaluation,
-                    PolicyState.from_status(status),
-                    retraining_gave_up=status.retraining.gave_up,
-                )
+            # Every evaluation is decided on, including one without data: the decision then
+            # says Unknown and why, instead of leaving an old decision standing as if current.
+            policy = advance(spec, evaluation, state, retraining_gave_up=status.retraining.gave_up)
         except MissingReference as error:
             return Attempt(
                 "missing_reference",
@@ -524,7 +530,12 @@ class MonitorReconciler:
 
         if evaluation.unavailable:
             return Attempt(
-                "unavailable", unavailable_drafts(evaluation), None, min(retry, interval), evaluation.queries
+                "unavailable",
+                unavailable_drafts(evaluation),
+                None,
+                min(retry, interval),
+                evaluation.queries,
+                policy,
             )
         kinds = {problem.kind for problem in evaluation.problems}
         outcome = (

@@ -7,18 +7,20 @@ Nothing here knows about Kubernetes: the live operator, the demo and the backtes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
 
 from evergreen.analysis import AlignedHistograms, HistogramSet, SeriesKey, align, drift_scores
 from evergreen.analysis.drift import DriftScores
-from evergreen.analysis.series import FloatArray
+from evergreen.analysis.layouts import LayoutChange, layout_changes
+from evergreen.analysis.series import BoolArray, FloatArray
 from evergreen.api.spec import BoundedQuery, HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import (
     CheckOutcome,
@@ -28,7 +30,7 @@ from evergreen.api.status import (
     Severity,
 )
 from evergreen.errors import AnalysisError, MetricsUnavailable, QueryRejected
-from evergreen.observation.checks import check_outcome, errored_outcome
+from evergreen.observation.checks import check_outcome, errored_outcome, series_key
 from evergreen.observation.plan import CheckQuery, HistogramQuery, Window, plan
 from evergreen.signals.samples import QueryResult, Sample
 from evergreen.signals.source import MetricSource
@@ -40,9 +42,17 @@ MAX_SCORE = 1e6
 
 
 class ProblemKind(StrEnum):
+    """Why a signal has no value: each leads to its own reason when nothing could be judged."""
+
+    #: Prometheus could not be reached or answered with a server error.
     UNAVAILABLE = "Unavailable"
+    #: Prometheus rejected the query (a syntax error, a zero offset): the spec must change.
     REJECTED = "Rejected"
+    #: The query was answered, with no series (a model name that matches nothing, no traffic).
     NO_DATA = "NoData"
+    #: The current window has data, the baseline does not hold ``minSamples`` yet (warm-up).
+    BASELINE_NOT_READY = "BaselineNotReady"
+    #: The answer cannot be used (malformed histograms).
     INVALID = "Invalid"
 
 
@@ -69,14 +79,44 @@ class DriftResult:
     scores: DriftScores
     aligned: AlignedHistograms
     step: FloatArray
+    #: Series whose baseline is ready to judge against (None: all of them). A baseline read
+    #: from Prometheus must hold ``minSamples`` observations of the series; a reference from
+    #: a ConfigMap is complete by definition.
+    ready: BoolArray | None = None
+    #: Series whose bucket layout differs between the baseline and the current window.
+    layouts: Mapping[SeriesKey, LayoutChange] = dataclasses.field(default_factory=dict)
+
+    @property
+    def judgeable(self) -> BoolArray:
+        """Series judged now: a ready baseline, and no window mixing two bucket layouts."""
+        mixed = np.array([key in self.layouts and self.layouts[key].mixed for key in self.scores.keys])
+        result: BoolArray = self.baseline_ready & ~mixed if mixed.size else self.baseline_ready
+        return result
+
+    @property
+    def baseline_ready(self) -> BoolArray:
+        """Series judged against their baseline (the rest are warming up)."""
+        if self.ready is None:
+            return np.ones(len(self.scores.keys), dtype=bool)
+        return self.ready
+
+    def not_ready(self) -> list[SeriesKey]:
+        """Series with current data whose baseline is still filling (warm-up)."""
+        return [
+            key
+            for key, ready, current in zip(
+                self.scores.keys, self.baseline_ready, self.scores.current_total, strict=True
+            )
+            if not ready and current > 0
+        ]
 
     def step_of(self) -> dict[SeriesKey, float]:
         return dict(zip(self.scores.keys, self.step.tolist(), strict=True))
 
     def severities(self) -> list[Severity]:
         severities = []
-        for score in self.scores.score:
-            if math.isnan(score):  # one of the windows had no traffic
+        for score, ready in zip(self.scores.score, self.judgeable, strict=True):
+            if math.isnan(score) or not ready:  # no traffic in a window, or a baseline warming up
                 severities.append(Severity.NO_DATA)
             elif score >= self.config.critical:
                 severities.append(Severity.CRITICAL)
@@ -124,7 +164,8 @@ class DriftResult:
         return DriftSummary(
             method=self.config.method.value,
             series=len(severities),
-            no_data=severities.count(Severity.NO_DATA),
+            no_data=severities.count(Severity.NO_DATA) - len(self.not_ready()),
+            baseline_not_ready=len(self.not_ready()),
             warning=sum(row.severity is Severity.WARNING for row in judged),
             critical=sum(row.severity is Severity.CRITICAL for row in judged),
             max_score=max((row.score for row in judged), default=None),
@@ -180,10 +221,12 @@ class _Reader:
         self.at = at
         self.issued = 0
 
-    async def read(self, query: str, field: str) -> QueryResult | SignalProblem:
+    async def read(
+        self, query: str, field: str, delay: timedelta = timedelta(0)
+    ) -> QueryResult | SignalProblem:
         self.issued += 1
         try:
-            return await self.source.instant(query, self.at, field=field)
+            return await self.source.instant(query, self.at - delay, field=field)
         except QueryRejected as error:
             return SignalProblem(error.field, ProblemKind.REJECTED, error.message)
         except MetricsUnavailable as error:
@@ -218,33 +261,74 @@ async def _drift(
             field, ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the current window"
         )
     if not baseline_samples:
+        # The current window has data: the baseline window has not reached any yet (warm-up,
+        # an offset beyond retention).
         return SignalProblem(
-            f"{field}.baseline", ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the baseline"
+            f"{field}.baseline",
+            ProblemKind.BASELINE_NOT_READY,
+            f"baseline not ready: no {config.histogram}_bucket series in the baseline window yet",
         )
     try:
         current_histograms = _histograms(current.samples, config, feature_label)
-        aligned = align(_histograms(baseline_samples, config, feature_label), current_histograms)
+        baseline_histograms = _histograms(baseline_samples, config, feature_label)
+        layouts = layout_changes(baseline_histograms, current_histograms)
+        aligned = align(baseline_histograms, current_histograms)
         scores = drift_scores(config.method, aligned)
         previous = by_window.get(Window.PREVIOUS)
         step = np.full(len(scores.keys), np.nan)
         if previous is not None and not previous.empty:
-            step_scores = drift_scores(
-                config.method, align(_histograms(previous.samples, config, feature_label), current_histograms)
-            )
+            previous_histograms = _histograms(previous.samples, config, feature_label)
+            step_scores = drift_scores(config.method, align(previous_histograms, current_histograms))
+            # A window holding two layouts has no step to show; a pure change of layout is
+            # compared on the shared bounds like any other.
+            unsteppable = {
+                k for k, c in layout_changes(previous_histograms, current_histograms).items() if c.mixed
+            }
             by_key = dict(zip(step_scores.keys, step_scores.score.tolist(), strict=True))
-            step = np.array([by_key.get(key, np.nan) for key in scores.keys])
+            step = np.array(
+                [np.nan if key in unsteppable else by_key.get(key, np.nan) for key in scores.keys]
+            )
     except AnalysisError as error:
         return SignalProblem(field, ProblemKind.INVALID, str(error))
-    return DriftResult(field, config, scores, aligned, step)
+    from_prometheus = Window.BASELINE in by_window
+    ready = scores.baseline_total >= config.min_samples if from_prometheus else None
+    result = DriftResult(field, config, scores, aligned, step, ready, layouts)
+    if not result.baseline_ready.any():
+        most = float(np.max(scores.baseline_total, initial=0.0))
+        return SignalProblem(
+            f"{field}.baseline",
+            ProblemKind.BASELINE_NOT_READY,
+            f"baseline not ready: no {config.histogram} series has minSamples ({config.min_samples}) "
+            f"observations in the baseline window yet (most: {most:.0f})",
+        )
+    return result
 
 
 async def _check(
-    reader: _Reader, check: BoundedQuery, query: CheckQuery
+    reader: _Reader,
+    check: BoundedQuery,
+    query: CheckQuery,
+    labels: CheckQuery | None = None,
+    samples: CheckQuery | None = None,
 ) -> tuple[CheckOutcome, SignalProblem | None]:
-    answer = await reader.read(query.promql, query.field)
+    answer = await reader.read(query.promql, query.field, query.delay)
     if isinstance(answer, SignalProblem):
         return errored_outcome(check, answer.message), answer
-    outcome = check_outcome(check, answer)
+    counts = None
+    if samples is not None:
+        counted = await reader.read(samples.promql, samples.field, samples.delay)
+        if isinstance(counted, SignalProblem):
+            return errored_outcome(check, counted.message), counted
+        # A series without a count rests on no observations.
+        counts = {series_key(s.labels): s.value for s in counted.samples if not math.isnan(s.value)}
+    outcome = check_outcome(check, answer, counts)
+    if labels is not None:
+        arriving = await reader.read(labels.promql, labels.field)
+        if isinstance(arriving, SignalProblem):
+            return outcome, arriving
+        # An empty answer is a counter without increase: no labels arrive.
+        rate = sum(s.value for s in arriving.samples if not math.isnan(s.value))
+        outcome = outcome.model_copy(update={"label_rate": rate})
     problem = None
     if answer.empty or outcome.message == "the query returned no data":
         problem = SignalProblem(query.field, ProblemKind.NO_DATA, f"{check.name}: the query returned no data")
@@ -260,15 +344,25 @@ async def evaluate(
     references: Mapping[str, Sequence[Sample]] | None = None,
     version: str | None = None,
     baseline_anchor: datetime | None = None,
+    baseline_until: datetime | None = None,
 ) -> Evaluation:
     """Evaluate every configured signal at ``at``.
 
     ``references`` holds reference histograms for ConfigMap baselines, keyed by the drift
-    field (``spec.drift`` / ``spec.predictionDrift``). Template errors raise SpecError before
+    field (``spec.drift`` / ``spec.predictionDrift``). ``baseline_anchor`` keeps baselines
+    from reaching before it (a promotion, an acknowledged change); ``baseline_until`` keeps
+    them from reaching after it (an open incident). Template errors raise SpecError before
     any query is sent.
     """
     started = time.perf_counter()
-    queries = plan(spec, namespace, version=version, at=at, baseline_anchor=baseline_anchor)
+    queries = plan(
+        spec,
+        namespace,
+        version=version,
+        at=at,
+        baseline_anchor=baseline_anchor,
+        baseline_until=baseline_until,
+    )
     reader = _Reader(source, at)
     references = references or {}
 
@@ -295,10 +389,16 @@ async def evaluate(
                 references.get("spec.predictionDrift"),
             )
         )
+    label_queries = queries.kpi_labels or [None] * len(queries.kpis)
+    sample_queries = queries.samples or [None] * (len(queries.data_quality) + len(queries.kpis))
     check_tasks = [
-        _check(reader, check, query)
-        for check, query in zip(
-            [*spec.data_quality, *spec.kpis], [*queries.data_quality, *queries.kpis], strict=True
+        _check(reader, check, query, labels, samples)
+        for check, query, labels, samples in zip(
+            [*spec.data_quality, *spec.kpis],
+            [*queries.data_quality, *queries.kpis],
+            [None] * len(queries.data_quality) + list(label_queries),
+            sample_queries,
+            strict=True,
         )
     ]
     # One gather for everything: an evaluation costs its slowest query, not their sum.

@@ -7,12 +7,12 @@ each data-quality check and KPI is one query of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from evergreen.api.durations import parse_duration
-from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
+from evergreen.api.spec import HistogramDrift, Kpi, ModelMonitorSpec
 from evergreen.signals.promql import histogram_increase, render_template
 
 
@@ -38,6 +38,8 @@ class CheckQuery:
 
     field: str
     promql: str
+    #: Evaluated this long before the evaluation (a KPI's label delay).
+    delay: timedelta = timedelta(0)
 
 
 def template_variables(spec: ModelMonitorSpec, namespace: str, version: str | None = None) -> dict[str, str]:
@@ -78,6 +80,26 @@ def _anchored(
     return f"{seconds}s", (f"{back}s" if back > 0 else None)
 
 
+def _frozen(
+    window: str, offset: str | None, at: datetime | None, until: datetime | None, anchor: datetime | None
+) -> tuple[str, str | None]:
+    """The baseline ``(range, offset)``, moved so that it never reaches after ``until``.
+
+    While an incident is open the baseline stays where it was before the incident began, so
+    a rolling baseline does not absorb the broken data and call it normal.
+    """
+    if at is None or until is None:
+        return window, offset
+    length = parse_duration(window)
+    shift = parse_duration(offset) if offset else timedelta(0)
+    if at - shift <= until:
+        return window, offset
+    if anchor is not None and until - length < anchor:
+        length = max(until - anchor, timedelta(seconds=1))
+    back = int((at - until).total_seconds())
+    return f"{int(length.total_seconds())}s", f"{back}s"
+
+
 def histogram_queries(
     field: str,
     drift: HistogramDrift,
@@ -86,6 +108,7 @@ def histogram_queries(
     *,
     at: datetime | None = None,
     anchor: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[HistogramQuery]:
     """The current and previous windows, and the baseline window unless it is a ConfigMap."""
     matchers = {**drift.match_labels, drift.model_label: model}
@@ -110,6 +133,7 @@ def histogram_queries(
     baseline = drift.baseline
     if baseline.window is not None and baseline.offset is not None:
         window, offset = _anchored(baseline.window, baseline.offset, at, anchor)
+        window, offset = _frozen(window, offset, at, until, anchor)
         queries.append(
             HistogramQuery(
                 field,
@@ -134,10 +158,15 @@ class QueryPlan:
     prediction_drift: list[HistogramQuery]
     data_quality: list[CheckQuery]
     kpis: list[CheckQuery]
+    #: Per KPI, the query for the rate at which its labels arrive (None: not declared).
+    kpi_labels: list[CheckQuery | None] = field(default_factory=list)
+    #: Per data-quality check, then per KPI: the query for each series' sample count.
+    samples: list[CheckQuery | None] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis)
+        extra = sum(1 for query in (*self.kpi_labels, *self.samples) if query is not None)
+        return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis) + extra
 
 
 def plan(
@@ -147,6 +176,7 @@ def plan(
     version: str | None = None,
     at: datetime | None = None,
     baseline_anchor: datetime | None = None,
+    baseline_until: datetime | None = None,
 ) -> QueryPlan:
     """Build every query; raises SpecError for a template that cannot be rendered.
 
@@ -163,6 +193,7 @@ def plan(
             [spec.drift.feature_label, *spec.drift.segment_by],
             at=at,
             anchor=baseline_anchor,
+            until=baseline_until,
         )
     prediction = []
     if spec.prediction_drift is not None:
@@ -173,6 +204,7 @@ def plan(
             list(spec.prediction_drift.segment_by),
             at=at,
             anchor=baseline_anchor,
+            until=baseline_until,
         )
     checks = [
         CheckQuery(
@@ -185,7 +217,31 @@ def plan(
         CheckQuery(
             f"spec.kpis[{i}].query",
             render_template(kpi.query, variables, field=f"spec.kpis[{i}].query"),
+            parse_duration(kpi.label_delay) if kpi.label_delay else timedelta(0),
         )
         for i, kpi in enumerate(spec.kpis)
     ]
-    return QueryPlan(drift, prediction, checks, kpis)
+    labels = [
+        CheckQuery(
+            f"spec.kpis[{i}].labelsQuery",
+            render_template(kpi.labels_query, variables, field=f"spec.kpis[{i}].labelsQuery"),
+        )
+        if kpi.labels_query
+        else None
+        for i, kpi in enumerate(spec.kpis)
+    ]
+    samples: list[CheckQuery | None] = []
+    for prefix, bounded in (("spec.dataQuality", spec.data_quality), ("spec.kpis", spec.kpis)):
+        for i, check in enumerate(bounded):
+            where = f"{prefix}[{i}].samplesQuery"
+            delay = (
+                parse_duration(check.label_delay) if isinstance(check, Kpi) and check.label_delay else None
+            )
+            samples.append(
+                CheckQuery(
+                    where, render_template(check.samples_query, variables, field=where), delay or timedelta(0)
+                )
+                if check.samples_query
+                else None
+            )
+    return QueryPlan(drift, prediction, checks, kpis, labels, samples)

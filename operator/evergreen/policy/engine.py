@@ -16,7 +16,7 @@ from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ModelMonitorStatus
 from evergreen.observation.evaluate import Evaluation
 from evergreen.policy.assess import assess
-from evergreen.policy.decide import decide
+from evergreen.policy.decide import decide, frozen_baseline_end
 
 #: Decisions kept in status.history (the current one is last).
 HISTORY_LENGTH = 20
@@ -78,3 +78,20 @@ def advance(
     decision = decide(spec, assessments, state.decision, now, retraining_gave_up=retraining_gave_up)
     history = _record(state.history, state.decision, decision, now)
     return PolicyState(assessments, decision, history)
+
+
+@dataclass(frozen=True)
+class BaselineBounds:
+    """Where the next evaluation's baselines may lie."""
+
+    #: Not before: a promotion, or an acknowledged change (the new normal starts there).
+    anchor: datetime | None
+    #: Not after: the start of an incident still open (the baseline must not absorb it).
+    until: datetime | None
+
+
+def baseline_bounds(spec: ModelMonitorSpec, state: PolicyState, anchor: datetime | None) -> BaselineBounds:
+    """The baseline bounds for the next evaluation, from the engine's state and the spec."""
+    acknowledged = spec.policy.acknowledged_at
+    anchors = [moment for moment in (anchor, acknowledged) if moment is not None]
+    return BaselineBounds(max(anchors) if anchors else None, frozen_baseline_end(state.decision))

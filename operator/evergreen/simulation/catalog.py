@@ -15,15 +15,18 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from evergreen.simulation.scenario import (
+    Beta,
     BreakMode,
     Feature,
     GradualDrift,
     Incident,
     Kpi,
     KpiDrop,
+    LabelOutage,
     LogNormal,
     Normal,
     NullSpike,
+    PredictionShift,
     Scenario,
     ScenarioError,
     Segment,
@@ -88,16 +91,23 @@ SEGMENTS: tuple[Segment, ...] = (
 BASELINE_KPI = Kpi(precision=0.92, recall=0.85, positive_rate=0.04)
 
 
-def _four_days(name: str, description: str, *incidents: Incident) -> Scenario:
+def _four_days(
+    name: str,
+    description: str,
+    *incidents: Incident,
+    features: tuple[Feature, ...] = FEATURES,
+    segments: tuple[Segment, ...] = SEGMENTS,
+    duration: timedelta = timedelta(days=4),
+) -> Scenario:
     return Scenario(
         name=name,
         description=description,
         model=MODEL,
         version=VERSION,
         start=START,
-        duration=timedelta(days=4),
-        features=FEATURES,
-        segments=SEGMENTS,
+        duration=duration,
+        features=features,
+        segments=segments,
         rate=RATE,
         kpi=BASELINE_KPI,
         incidents=incidents,
@@ -183,6 +193,96 @@ def short_spike() -> Scenario:
     )
 
 
+def kpi_at_threshold() -> Scenario:
+    """Precision settles exactly at the suite's minimum (0.88): it must not flap."""
+    return _four_days(
+        "kpi_at_threshold",
+        "Precision drops to 0.88 on day 4, the suite monitor's minimum, and stays there.",
+        KpiDrop(INCIDENT_AT, precision=0.88),
+    )
+
+
+def segment_null_spike() -> Scenario:
+    """``distance_km`` goes missing for 30% of ``ios`` requests only."""
+    return _four_days(
+        "segment_null_spike",
+        "distance_km is missing in 30% of ios requests from day 4: a segment's data-quality breach.",
+        NullSpike("distance_km", INCIDENT_AT, None, null_rate=0.3, only_segments=("ios",)),
+    )
+
+
+def late_labels() -> Scenario:
+    """Confirmed positives stall for six hours, then arrive at once; inputs stay healthy."""
+    return _four_days(
+        "late_labels",
+        "The fraud-confirmation job stalls for six hours on day 4, then catches up at once.",
+        LabelOutage(INCIDENT_AT, INCIDENT_AT + timedelta(hours=6), outcomes=("tp", "fn")),
+    )
+
+
+def segment_kpi_drop() -> Scenario:
+    """Precision drops in ``android`` only, where ``amount`` and the scores drift too."""
+    # A drift over half a day: gradual, not a step (a step confined to one segment is a break).
+    hours = timedelta(hours=12)
+    return _four_days(
+        "segment_kpi_drop",
+        "android (15% of traffic) converts worse from day 4 while its amount and scores drift.",
+        KpiDrop(INCIDENT_AT, precision=0.72, only_segments=("android",)),
+        GradualDrift("amount", INCIDENT_AT, INCIDENT_AT + hours, mean_shift=30.0, only_segments=("android",)),
+        PredictionShift(INCIDENT_AT, Beta(2.0, 9.0), only_segments=("android",)),
+    )
+
+
+#: A segment so small that an hour of it holds a few dozen observations, below minSamples.
+TINY_SEGMENT = "smart-tv"
+
+
+def shift_beside_tiny_segment() -> Scenario:
+    """``amount`` jumps in every segment; one segment is too thin to show it."""
+    segments = (
+        Segment("web", 0.6),
+        Segment("ios", 0.25),
+        Segment("android", 0.14898),
+        Segment(SMALL_SEGMENT, 0.001),
+        Segment(TINY_SEGMENT, 0.00002),
+    )
+    return _four_days(
+        "shift_beside_tiny_segment",
+        "amount jumps by one standard deviation everywhere; smart-tv carries 0.002% of traffic.",
+        UpstreamJump(("amount",), INCIDENT_AT, shift_in_std=1.0),
+        segments=segments,
+    )
+
+
+def long_unit_change() -> Scenario:
+    """A unit change that outlasts the baseline offset: the rolling baseline must not absorb it."""
+    return _four_days(
+        "long_unit_change",
+        "temperature_c arrives in °F from day 4 for three days, longer than the 1d baseline offset.",
+        UnitChange("temperature_c", INCIDENT_AT, scale=1.8, offset=32.0),
+        duration=timedelta(days=6),
+    )
+
+
+#: A price-like feature whose exporter clamps at its top bound (5000).
+PRICE = Feature(
+    "price",
+    (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+    LogNormal(median=20.0, sigma=0.8),
+    null_rate=0.001,
+)
+
+
+def clipped_unit_change() -> Scenario:
+    """``price`` arrives in cents (x100) and the exporter clamps values at its top bucket."""
+    return _four_days(
+        "clipped_unit_change",
+        "price arrives in cents from day 4; about an eighth of the values clamp at the top bucket.",
+        UnitChange("price", INCIDENT_AT, scale=100.0, clamp=True),
+        features=(*FEATURES, PRICE),
+    )
+
+
 #: Ground truth of :func:`showcase`. Days 0-8 are healthy, so a monitor whose baseline is
 #: "the same day last week" (``offset: 7d, window: 1d``) has a clean baseline from day 8 on.
 SHOWCASE_TIMES: Mapping[str, datetime] = MappingProxyType(
@@ -244,6 +344,13 @@ SCENARIOS: Mapping[str, Callable[[], Scenario]] = MappingProxyType(
             upstream_jump,
             kpi_drop_no_drift,
             short_spike,
+            kpi_at_threshold,
+            segment_kpi_drop,
+            segment_null_spike,
+            late_labels,
+            shift_beside_tiny_segment,
+            long_unit_change,
+            clipped_unit_change,
             showcase,
         )
     }

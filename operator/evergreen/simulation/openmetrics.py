@@ -8,7 +8,7 @@ timestamp order; timestamps are Unix seconds; the text has no blank lines and en
 - ``model_feature_missing_total{model, feature, segment}``
 - ``model_prediction_score_{bucket,count,sum}{model, version, segment[, le]}``
 - ``model_predictions_total{model, version, segment}``
-- ``model_label_outcomes_total{model, version, outcome}`` (``tp``, ``fp``, ``tn``, ``fn``)
+- ``model_label_outcomes_total{model, version, segment, outcome}`` (``tp``, ``fp``, ``tn``, ``fn``)
 """
 
 from __future__ import annotations
@@ -118,12 +118,13 @@ def _write(counters: Counters, out: TextIO) -> int:
         )
 
     family(LABEL_OUTCOMES, "counter")
-    for o, outcome in enumerate(OUTCOMES):
-        written += series(
-            f"{LABEL_OUTCOMES}_total",
-            [model, version, ("outcome", outcome)],
-            counters.outcomes[:, o],
-        )
+    for s, segment in enumerate(scenario.segments):
+        for o, outcome in enumerate(OUTCOMES):
+            written += series(
+                f"{LABEL_OUTCOMES}_total",
+                [model, version, ("segment", segment.name), ("outcome", outcome)],
+                counters.outcomes[:, s, o],
+            )
     return written
 
 

@@ -32,7 +32,7 @@ FloatArray: TypeAlias = NDArray[np.float64]
 
 #: Part of every fingerprint: bump it when :mod:`.traffic` changes what a scenario generates,
 #: so cached backfills built by older code are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Prometheus' default lookback delta: a longer step would make instant queries miss samples.
 MAX_STEP = timedelta(minutes=5)
@@ -296,6 +296,8 @@ class UnitChange(_Incident):
     offset: float = 0.0
     until: datetime | None = None
     only_segments: tuple[str, ...] = ()
+    #: The exporter clamps values at its top bound: overflow lands in the top finite bucket.
+    clamp: bool = False
 
     @property
     def visible_at(self) -> datetime:
@@ -422,6 +424,7 @@ class KpiDrop(_Incident):
     recall: float | None = None
     positive_rate: float | None = None
     ramp: timedelta = timedelta(0)
+    only_segments: tuple[str, ...] = ()
 
     @property
     def visible_at(self) -> datetime:
@@ -430,6 +433,10 @@ class KpiDrop(_Incident):
     @property
     def resolved_at(self) -> datetime | None:
         return self.end
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return self.only_segments
 
 
 @dataclass(frozen=True)
@@ -484,8 +491,38 @@ class Spike(_Incident):
         return self.only_segments
 
 
+@dataclass(frozen=True)
+class LabelOutage(_Incident):
+    """Labels stop arriving in ``[start, end)`` and all arrive at ``end`` (a stalled label job).
+
+    ``outcomes`` limits the outage to some outcomes (``("tp", "fn")``: confirmed positives
+    come late while negatives keep arriving); empty means every label.
+    """
+
+    kind: ClassVar[IncidentKind] = IncidentKind.DATA_QUALITY
+    start: datetime
+    end: datetime
+    outcomes: tuple[str, ...] = ()
+
+    @property
+    def visible_at(self) -> datetime:
+        return self.start
+
+    @property
+    def resolved_at(self) -> datetime | None:
+        return self.end
+
+
 Incident: TypeAlias = (
-    GradualDrift | UnitChange | SegmentBreak | NullSpike | UpstreamJump | KpiDrop | PredictionShift | Spike
+    GradualDrift
+    | UnitChange
+    | SegmentBreak
+    | NullSpike
+    | UpstreamJump
+    | KpiDrop
+    | PredictionShift
+    | Spike
+    | LabelOutage
 )
 
 #: Healthy prediction scores: most requests score low (mean ~0.09).

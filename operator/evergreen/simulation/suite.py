@@ -71,13 +71,18 @@ spec:
   dataQuality:
     - name: null-rate
       query: |
-        sum by (feature) (increase(model_feature_missing_total{model="{{model}}"}[1h]))
+        sum by (feature, segment) (increase(model_feature_missing_total{model="{{model}}"}[1h]))
         /
         (
-          sum by (feature) (increase(model_feature_missing_total{model="{{model}}"}[1h]))
-          + sum by (feature) (increase(model_feature_value_count{model="{{model}}"}[1h]))
+          sum by (feature, segment) (increase(model_feature_missing_total{model="{{model}}"}[1h]))
+          + sum by (feature, segment) (increase(model_feature_value_count{model="{{model}}"}[1h]))
         )
       max: 0.05
+      # A segment with a few dozen requests an hour needs a larger null rate to count.
+      samplesQuery: |
+        sum by (feature, segment) (increase(model_feature_missing_total{model="{{model}}"}[1h]))
+        + sum by (feature, segment) (increase(model_feature_value_count{model="{{model}}"}[1h]))
+      minSamples: 500
   kpis:
     - name: precision
       query: |
@@ -85,12 +90,24 @@ spec:
         /
         sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))
       min: 0.88
+      labelsQuery: sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[15m]))
     - name: recall
       query: |
         sum(increase(model_label_outcomes_total{model="{{model}}", outcome="tp"}[1h]))
         /
         sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[1h]))
       min: 0.8
+      labelsQuery: sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[15m]))
+    - name: segment-precision
+      query: |
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome="tp"}[1h]))
+        /
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))
+      min: 0.88
+      samplesQuery: |
+        sum by (segment) (increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))
+      minSamples: 500
+      labelsQuery: sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fn"}[15m]))
 """
 
 
@@ -118,6 +135,8 @@ def suite_namespace() -> str:
 class Category(enum.StrEnum):
     """What a scenario is, as far as retraining goes."""
 
+    #: Nothing can be judged (no data, a baseline still filling): say so, never "healthy".
+    UNKNOWN = "unknown"
     #: Nothing happens.
     HEALTHY = "healthy"
     #: A short excursion that recovers by itself.
@@ -132,7 +151,7 @@ class Category(enum.StrEnum):
     @property
     def must_not_retrain(self) -> bool:
         """Retraining here would waste money (healthy, noise) or poison the model (breakage)."""
-        return self in (Category.HEALTHY, Category.NOISE, Category.BREAKAGE)
+        return self in (Category.HEALTHY, Category.NOISE, Category.BREAKAGE, Category.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,16 @@ class Expectation:
     reason: str
     #: Features the decision's scope must include.
     scope: tuple[str, ...] = ()
+    #: Segments the decision's scope must name.
+    segments: tuple[str, ...] = ()
+    #: The case's name when it is not the scenario's (one scenario, another monitor).
+    case: str = ""
+    #: Changes to the suite monitor's spec for this case (top-level fields).
+    monitor: tuple[tuple[str, Any], ...] = ()
+    #: Other decisions that may follow the expected one while it is kept (an escalation).
+    also: frozenset[str] = frozenset()
+    #: False: the expected decision must be reached, not kept (a warm-up that ends).
+    kept: bool = True
     #: Actions that must not be decided at any evaluation.
     never: frozenset[Action] = frozenset()
     #: The expected decision must hold at every evaluation (a healthy scenario).
@@ -159,6 +188,11 @@ class Expectation:
     horizon: timedelta = timedelta(hours=2)
 
     @property
+    def name(self) -> str:
+        """The case's name: the scenario's unless the case has its own."""
+        return self.case or self.scenario
+
+    @property
     def label(self) -> str:
         """``Retrain/DriftHurtsKPIs``, the way tables print a decision."""
         return f"{self.action.value}/{self.reason}"
@@ -167,10 +201,15 @@ class Expectation:
         """Whether ``decision`` is the expected one (action, reason and scope)."""
         if decision is None or (decision.action, decision.reason) != (self.action, self.reason):
             return False
-        if not self.scope:
-            return True
         features = set(decision.scope.features) if decision.scope else set()
-        return set(self.scope) <= features
+        segments = set(decision.scope.segments) if decision.scope else set()
+        return set(self.scope) <= features and set(self.segments) <= segments
+
+    def keeps(self, decision: Decision | None) -> bool:
+        """Whether ``decision`` keeps the expectation once reached (it, or an allowed follower)."""
+        return self.matches(decision) or (
+            decision is not None and f"{decision.action.value}/{decision.reason}" in self.also
+        )
 
 
 _NO_RETRAIN = frozenset({Action.RETRAIN})
@@ -224,6 +263,91 @@ EXPECTATIONS: tuple[Expectation, ...] = (
     ),
     Expectation("kpi_drop_no_drift", Category.CONCEPT, Action.RETRAIN, "ConceptDrift"),
     Expectation(
+        "stable",
+        Category.UNKNOWN,
+        Action.UNKNOWN,
+        "NoData",
+        case="no_data",
+        # A model name that matches nothing: every query answers with no series.
+        monitor=(("model", "no-such-model"),),
+        never=_QUIET | {Action.NO_ACTION, Action.WATCH},
+        throughout=True,
+    ),
+    Expectation(
+        "stable",
+        Category.UNKNOWN,
+        Action.UNKNOWN,
+        "BaselineNotReady",
+        case="baseline_warmup",
+        # Three days back: the baseline window begins to fill as the replay starts.
+        monitor=(("baselineOffset", "3d"),),
+        never=_QUIET | {Action.WATCH},
+        kept=False,
+    ),
+    Expectation(
+        "kpi_at_threshold",
+        Category.CONCEPT,
+        Action.RETRAIN,
+        "ConceptDrift",
+        # Precision sits at its minimum: once decided, the retrain must not flap.
+        horizon=timedelta(hours=4),
+    ),
+    Expectation(
+        "segment_kpi_drop",
+        Category.CONCEPT,
+        Action.RETRAIN,
+        "ConceptDrift",
+        # Scoped from the first Retrain, and at every evaluation after it.
+        segments=("segment=android",),
+        horizon=timedelta(hours=4),
+    ),
+    Expectation(
+        "segment_null_spike",
+        Category.BREAKAGE,
+        Action.HOLD_FOR_DATA_QUALITY,
+        "DataQualityCheckFailed",
+        scope=("distance_km",),
+        segments=("segment=ios",),
+        never=_NO_RETRAIN,
+    ),
+    Expectation(
+        "late_labels",
+        Category.BREAKAGE,
+        Action.HOLD_FOR_DATA_QUALITY,
+        "LabelPipelineStopped",
+        never=_NO_RETRAIN,
+        horizon=timedelta(hours=8),
+    ),
+    Expectation(
+        "shift_beside_tiny_segment",
+        Category.DRIFT,
+        Action.WATCH,
+        "SuddenShift",
+        never=frozenset({Action.RETRAIN, Action.HOLD_FOR_DATA_QUALITY, Action.ESCALATE}),
+        kept=False,
+        # Long enough for the thin segment's noise to have tempted a break signature.
+        horizon=timedelta(hours=6),
+    ),
+    Expectation(
+        "long_unit_change",
+        Category.BREAKAGE,
+        Action.HOLD_FOR_DATA_QUALITY,
+        "UnitChange",
+        never=_NO_RETRAIN,
+        # A day on, the hold escalates; it must never end while the data stay broken, even
+        # once the rolling baseline (offset 1d) reaches the broken days.
+        also=frozenset({"Escalate/HoldUnresolved"}),
+        horizon=timedelta(hours=60),
+    ),
+    Expectation(
+        "clipped_unit_change",
+        Category.BREAKAGE,
+        Action.HOLD_FOR_DATA_QUALITY,
+        "UnitChange",
+        scope=("price",),
+        never=_NO_RETRAIN,
+    ),
+    Expectation(
         "short_spike",
         Category.NOISE,
         Action.NO_ACTION,
@@ -235,8 +359,20 @@ EXPECTATIONS: tuple[Expectation, ...] = (
     ),
 )
 
-#: The expectations by scenario name.
-BY_SCENARIO = MappingProxyType({e.scenario: e for e in EXPECTATIONS})
+#: The expectations by case name.
+BY_SCENARIO = MappingProxyType({e.name: e for e in EXPECTATIONS})
+
+
+def expectation_spec(expectation: Expectation) -> ModelMonitorSpec:
+    """The suite monitor as this case runs it (with the case's changes)."""
+    spec = dict(suite_manifest()["spec"])
+    for key, value in expectation.monitor:
+        if key == "baselineOffset":  # every drift signal's baseline, moved back
+            for signal in ("drift", "predictionDrift"):
+                spec[signal] = {**spec[signal], "baseline": {**spec[signal]["baseline"], "offset": value}}
+        else:
+            spec[key] = value
+    return parse_spec(spec)
 
 
 def scenario_of(expectation: Expectation) -> Scenario:
@@ -312,7 +448,7 @@ def _label(decision: Decision | None) -> str:
 
 
 def _mismatches(expectation: Expectation, steps: Sequence[Step], what: str) -> list[str]:
-    wrong = [step for step in steps if not expectation.matches(step.decision)]
+    wrong = [step for step in steps if not expectation.keeps(step.decision)]
     if not wrong:
         return []
     first = wrong[0]
@@ -340,7 +476,7 @@ def _visible_index(expectation: Expectation, scenario: Scenario, steps: Sequence
         return None
     index = next((i for i, step in enumerate(steps) if step.time >= visible_at), None)
     if index is None:
-        raise SuiteError(f"{expectation.scenario}: the replay ends before the incident is visible")
+        raise SuiteError(f"{expectation.name}: the replay ends before the incident is visible")
     return index
 
 
@@ -358,7 +494,7 @@ def judge(
         raise SuiteError(f"{expectation.scenario}: nothing was replayed")
     visible_index = _visible_index(expectation, scenario, steps)
     violations = _never(expectation, steps)
-    unavailable = [step.time for step in steps if step.decision is None]
+    unavailable = [step.time for step in steps if step.decision is None or step.evaluation.unavailable]
     if unavailable:
         violations.append(
             f"{len(unavailable)} evaluations without Prometheus (first {unavailable[0]:%Y-%m-%d %H:%M})"
@@ -384,6 +520,8 @@ def judge(
         violations.append(f"never decided {expectation.label} (decided: {', '.join(seen)})")
     elif expectation.throughout or expectation.after_resolution:
         violations += _mismatches(expectation, steps[due_from:], f"from {steps[due_from].time:%H:%M} on")
+    elif not expectation.kept:
+        pass  # reaching it is the point (a warm-up ends; a sudden shift becomes drift)
     else:
         resolved_at = resolved_from(scenario)
         kept = [s for s in steps[reached_index:] if resolved_at is None or s.time < resolved_at]

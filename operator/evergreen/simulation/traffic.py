@@ -24,6 +24,7 @@ from evergreen.simulation.scenario import (
     FloatArray,
     GradualDrift,
     KpiDrop,
+    LabelOutage,
     NullSpike,
     PredictionShift,
     Scenario,
@@ -82,7 +83,7 @@ class Counters:
     feature_missing: FloatArray  # (t, segment, feature)
     score_buckets: FloatArray  # (t, segment, bucket), cumulative over le
     score_sum: FloatArray  # (t, segment)
-    outcomes: FloatArray  # (t, outcome) in OUTCOMES order
+    outcomes: FloatArray  # (t, segment, outcome) in OUTCOMES order
 
     @property
     def integral(self) -> bool:
@@ -101,7 +102,7 @@ class StepCounts:
     feature_sum: FloatArray  # (step, segment, feature)
     score_buckets: FloatArray  # (step, segment, bucket), per bucket
     score_sum: FloatArray  # (step, segment)
-    outcomes: FloatArray  # (step, outcome)
+    outcomes: FloatArray  # (step, segment, outcome)
 
     @property
     def feature_count(self) -> FloatArray:
@@ -163,7 +164,7 @@ def expected_step_counts(scenario: Scenario) -> StepCounts:
     observed = requests[..., None] * (1.0 - plan.null_rate)
     feature_buckets = observed[..., None] * plan.feature_probabilities
     score_buckets = requests[..., None] * plan.score_probabilities
-    labelled = requests.sum(axis=1) * scenario.labeled_fraction
+    labelled = requests * scenario.labeled_fraction
     return StepCounts(
         scenario=scenario,
         requests=requests,
@@ -172,7 +173,7 @@ def expected_step_counts(scenario: Scenario) -> StepCounts:
         feature_sum=observed * plan.feature_mean,
         score_buckets=score_buckets,
         score_sum=requests * plan.score_mean,
-        outcomes=labelled[:, None] * plan.outcome_rates,
+        outcomes=_withhold_labels(scenario, labelled[..., None] * plan.outcome_rates),
     )
 
 
@@ -197,7 +198,7 @@ def sampled_step_counts(scenario: Scenario) -> StepCounts:
         feature_buckets[:, :, index] = draws[..., :-1]
         missing[:, :, index] = draws[..., -1]
     score_buckets = rng.multinomial(requests, _normalised(plan.score_probabilities))
-    labelled = rng.binomial(requests.sum(axis=1), scenario.labeled_fraction)
+    labelled = rng.binomial(requests, scenario.labeled_fraction)
     outcomes = rng.multinomial(labelled, _normalised(plan.outcome_rates))
     observed = feature_buckets.sum(axis=-1)
     return StepCounts(
@@ -208,7 +209,7 @@ def sampled_step_counts(scenario: Scenario) -> StepCounts:
         feature_sum=observed * plan.feature_mean,
         score_buckets=score_buckets.astype(np.float64),
         score_sum=requests * plan.score_mean,
-        outcomes=outcomes.astype(np.float64),
+        outcomes=_withhold_labels(scenario, outcomes.astype(np.float64)),
     )
 
 
@@ -228,13 +229,14 @@ class _Plan:
     null_rate: FloatArray  # (step, segment, feature)
     score_probabilities: FloatArray  # (step, segment, bucket)
     score_mean: FloatArray  # (step, segment)
-    outcome_rates: FloatArray  # (step, outcome)
+    outcome_rates: FloatArray  # (step, segment, outcome)
 
     @classmethod
     def of(cls, scenario: Scenario) -> _Plan:
         starts = scenario.sample_times()[:-1].astype(np.float64)
         scale, offset, null_rate = _feature_transforms(scenario, starts)
         probabilities, means = _feature_distributions(scenario, scale, offset)
+        _clamp(scenario, starts, probabilities)
         score_probabilities, score_mean = _score_distributions(scenario, starts)
         return cls(
             requests=_expected_requests(scenario, starts),
@@ -367,6 +369,41 @@ def _feature_distributions(
     return probabilities, means
 
 
+def _clamp(scenario: Scenario, starts: FloatArray, probabilities: FloatArray) -> None:
+    """Exporters that clamp at their top bound count overflow in the top finite bucket."""
+    position = {name: i for i, name in enumerate(scenario.feature_names)}
+    for incident in scenario.incidents:
+        if not (isinstance(incident, UnitChange) and incident.clamp):
+            continue
+        f = position[incident.feature]
+        top = len(scenario.features[f].bounds)
+        active = _window(starts, incident.visible_at, incident.resolved_at)
+        cells = active[:, None] & _segment_mask(scenario, incident.segments)[None, :]
+        overflow = np.where(cells, probabilities[:, :, f, top], 0.0)
+        probabilities[:, :, f, top - 1] += overflow
+        probabilities[:, :, f, top] -= overflow
+
+
+def _withhold_labels(scenario: Scenario, outcomes: FloatArray) -> FloatArray:
+    """Labels of a :class:`LabelOutage` arrive all at once in the step at its end."""
+    starts = scenario.sample_times()[:-1].astype(np.float64)
+    result = outcomes.copy()
+    for incident in scenario.incidents:
+        if not isinstance(incident, LabelOutage):
+            continue
+        held = np.broadcast_to(
+            _window(starts, incident.start, incident.end)[:, None, None]
+            & np.array([not incident.outcomes or outcome in incident.outcomes for outcome in OUTCOMES]),
+            result.shape,
+        )
+        release = np.flatnonzero(starts >= incident.end.timestamp())
+        total = np.where(held, result, 0.0).sum(axis=0)
+        result[held] = 0.0
+        if release.size:
+            result[release[0]] += total
+    return result
+
+
 def _score_distributions(scenario: Scenario, starts: FloatArray) -> tuple[FloatArray, FloatArray]:
     shape = (len(starts), len(scenario.segments))
     bounds = np.asarray(scenario.score_bounds)
@@ -383,13 +420,17 @@ def _score_distributions(scenario: Scenario, starts: FloatArray) -> tuple[FloatA
 
 
 def _outcome_rates(scenario: Scenario, starts: FloatArray) -> FloatArray:
-    precision = np.full(len(starts), scenario.kpi.precision)
-    recall = np.full(len(starts), scenario.kpi.recall)
-    positive_rate = np.full(len(starts), scenario.kpi.positive_rate)
+    shape = (len(starts), len(scenario.segments))
+    precision = np.full(shape, scenario.kpi.precision)
+    recall = np.full(shape, scenario.kpi.recall)
+    positive_rate = np.full(shape, scenario.kpi.positive_rate)
     for incident in scenario.incidents:
         if not isinstance(incident, KpiDrop):
             continue
-        active = _window(starts, incident.start, incident.end)
+        active = (
+            _window(starts, incident.start, incident.end)[:, None]
+            & _segment_mask(scenario, incident.segments)[None, :]
+        )
         ramp = incident.ramp.total_seconds()
         elapsed = starts - incident.start.timestamp()
         progress = np.clip(elapsed / ramp, 0.0, 1.0) if ramp > 0 else np.ones(len(starts))
@@ -399,7 +440,7 @@ def _outcome_rates(scenario: Scenario, starts: FloatArray) -> FloatArray:
             (positive_rate, incident.positive_rate),
         ):
             if target is not None:
-                values[:] = np.where(active, values + (target - values) * progress, values)
+                values[:] = np.where(active, values + (target - values) * progress[:, None], values)
     tp = positive_rate * precision
     fp = positive_rate - tp
     fn = tp * (1.0 - recall) / recall
