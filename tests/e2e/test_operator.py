@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -401,3 +404,30 @@ def test_evaluations_go_on_while_someone_else_keeps_writing_the_monitor(
     assert first is not None and last is not None and (last - first).total_seconds() >= 3
     rereads = [r for r in cluster.operator_requests() if r[:2] == ("get", "modelmonitors")]
     assert rereads, "no conflict was met (the other writer was too slow to race the operator)"
+
+
+@pytest.mark.usefixtures("baseline")
+def test_kubectl_evergreen_explains_a_monitor_of_the_cluster(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    """The plugin as people run it: the real kubectl finds kubectl-evergreen on PATH and hands
+    it kubectl's flags; the namespace comes from the kubeconfig's context."""
+    with OperatorProcess(cluster, operator_settings(live_prometheus.url)):
+        cluster.create_monitor("fraud", monitor_spec())
+        wait_for("Ready=True", lambda: ready(cluster, "fraud"))
+    plugin = Path(sys.executable).parent / "kubectl-evergreen"
+    assert plugin.exists(), "the package installs the kubectl-evergreen console script"
+    env = {
+        "PATH": f"{plugin.parent}:{cluster.tools.kubectl.parent}:/usr/bin:/bin",
+        "HOME": str(cluster.workdir),
+        "KUBECONFIG": str(cluster.kubeconfig),  # kubectl takes no flags before a plugin's name
+    }
+    result = subprocess.run(  # noqa: PLW1510 (checked below, with stderr)
+        [str(cluster.tools.kubectl), "evergreen", "explain", "fraud"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Decision:" in result.stdout and "fraud" in result.stdout

@@ -1,1 +1,1 @@
-"""Test support: the Kubernetes API emulator and helpers to run an operator against it."""
+"""Test support: a real Kubernetes control plane, the node stand-in, the chart installed, binaries."""

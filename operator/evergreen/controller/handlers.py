@@ -53,6 +53,8 @@ def _connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf's own settings, explicit in one place."""
     config = kopf.OperatorSettings()
+    # With event handlers only, kopf stores nothing on the objects; the names stay those of
+    # earlier releases so leftovers are recognised as kopf's own (the operator removes them).
     config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
