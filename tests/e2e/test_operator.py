@@ -293,12 +293,29 @@ def test_prometheus_outage_and_recovery(
                 cluster.monitor("fraud")["status"]["lastEvaluation"]["drift"]["series"]
                 == before["drift"]["series"]
             )
+            # Nothing could be judged: the decision says so and why, and does not stand as if current.
+            decision = wait_for(
+                "decision Unknown",
+                lambda: (
+                    (d := cluster.monitor("fraud")["status"].get("decision"))
+                    and d["action"] == "Unknown"
+                    and d
+                ),
+            )
+            assert decision["reason"] == "PrometheusUnavailable"
+            assert "nothing is decided on missing data" in decision["message"]
             cluster.wait_event("fraud", "Warning", "PrometheusUnavailable")
 
             prometheus.start()
             wait_for("recovery", lambda: ready(cluster, "fraud"), timeout=30)
             assert cluster.condition("fraud", "MetricsAvailable")["status"] == "True"  # type: ignore[index]
             cluster.wait_event("fraud", "Normal", "MetricsRestored")
+            # Judged again: the Unknown decision does not outlive the outage.
+            wait_for(
+                "a judged decision",
+                lambda: cluster.monitor("fraud")["status"]["decision"]["action"] != "Unknown",
+                timeout=30,
+            )
 
 
 def test_missing_reference_is_reported_and_retried(

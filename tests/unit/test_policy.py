@@ -443,3 +443,29 @@ def test_an_extra_evaluation_right_after_another_does_not_count_twice() -> None:
     )
     assert len(states[-1].assessments) == 1
     assert decisions(states)[-1][0] != "Retrain"
+
+
+def test_a_thin_segment_that_did_not_move_neither_confirms_nor_vetoes_a_segment_break() -> None:
+    from evergreen.analysis.series import SeriesKey
+    from evergreen.api.decisions import Finding
+    from evergreen.policy.assess import _segment_breaks, _Series
+
+    def row(segment: str, score: float, samples: float) -> _Series:
+        key = SeriesKey("amount", (("segment", segment),) if segment else ())
+        return _Series(key, score, samples, 5.0 if score > 1 else 0.0, 0.25, 0.1, score > 1)
+
+    population, ios = row("", 1.3, 6000), row("ios", 13.0, 1500)
+    android, thin = row("android", 0.0, 900), row("firefox-beta", 0.0, 6)
+    breaks: dict[SeriesKey, Finding] = {}
+    rows = [population, ios, android, thin]
+    _segment_breaks([population, ios], [], rows, {ios.key}, breaks, 50)
+    assert {key.segment for key in breaks} == {(), (("segment", "ios"),)}
+    assert all(f.kind is BreakKind.SEGMENT_BREAK for f in breaks.values())
+    # The thin segment alone proves nothing: no well-sampled segment stayed put.
+    breaks = {}
+    _segment_breaks([population, ios], [], [population, ios, thin], {ios.key}, breaks, 50)
+    assert breaks == {}
+    # Another segment drifting too: not confined.
+    breaks = {}
+    _segment_breaks([population, ios], [android], rows, {ios.key}, breaks, 50)
+    assert breaks == {}

@@ -249,7 +249,9 @@ def _segment_breaks(
         segments = [r for r in series if r.key.segment]
         broken = [r for r in segments if r in critical and (r.key in stepped or r.key in breaks)]
         healthy = [r for r in segments if r.key not in moved and r.samples >= min_samples]
-        if len(segments) < 2 or not broken or not healthy or len(broken) + len(healthy) < len(segments):
+        # A thin segment that did not move neither confirms nor vetoes: it is left out.
+        drifting = [r for r in segments if r.key in moved and r not in broken]
+        if len(segments) < 2 or not broken or not healthy or drifting:
             continue  # nothing broke, the whole feature moved, or other segments drift too
         names = ", ".join(r.key.segment_text for r in broken)
         for row in broken:
