@@ -79,6 +79,23 @@ class Attempt:
     policy: PolicyState | None = None
 
 
+#: Status writes tried per step when only metadata the step does not read keeps changing.
+_WRITE_ATTEMPTS = 5
+
+
+def _same_inputs(read: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Whether ``fresh`` differs from ``read`` only in what a step does not depend on."""
+    meta, fresh_meta = read["metadata"], fresh["metadata"]
+    return (
+        read.get("spec") == fresh.get("spec")
+        and read.get("status") == fresh.get("status")
+        and all(
+            meta.get(key) == fresh_meta.get(key)
+            for key in ("uid", "generation", "deletionTimestamp", "finalizers")
+        )
+    )
+
+
 def _informative(evaluation: Evaluation) -> bool:
     """Whether any signal produced data (otherwise the last good evaluation is kept)."""
     return bool(
@@ -344,9 +361,7 @@ class MonitorReconciler:
         if new_status == status:
             return None
         try:
-            written = await self.kube.replace_monitor_status(
-                namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
-            )
+            written, body = await self._write_status(namespace, name, body, new_status)
         except Conflict:
             # A workload this step created may now be unrecorded: look for it again.
             self.retraining.recheck(body["metadata"].get("uid", ""))
@@ -359,6 +374,33 @@ class MonitorReconciler:
             self._observe_retraining(namespace, name, *retrained)
         await self._post_events(body, events)
         return written
+
+    async def _write_status(
+        self, namespace: str, name: str, body: Mapping[str, Any], new_status: ModelMonitorStatus
+    ) -> tuple[dict[str, Any], Mapping[str, Any]]:
+        """Write the status, guarded by the version this step read; the written object and the
+        object as last read.
+
+        A conflict with a write that changed nothing this step was computed from (an annotation
+        or label from a GitOps tool or a person) does not make the step stale: it is written
+        again on the fresh version instead of evaluated again, so a busy writer cannot starve
+        evaluations. Any other change raises :class:`Conflict` and the step is redone.
+        """
+        for _ in range(_WRITE_ATTEMPTS - 1):
+            try:
+                written = await self.kube.replace_monitor_status(
+                    namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
+                )
+                return written, body
+            except Conflict:
+                fresh = await self.kube.get_monitor(namespace, name)
+                if fresh is None or not _same_inputs(body, fresh):
+                    raise
+                body = fresh
+        written = await self.kube.replace_monitor_status(
+            namespace, name, new_status.to_wire(), body["metadata"]["resourceVersion"]
+        )
+        return written, body
 
     def _observe_retraining(
         self, namespace: str, name: str, step: RetrainingStep, spec: ModelMonitorSpec
