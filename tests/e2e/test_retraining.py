@@ -133,7 +133,11 @@ def test_retrain_validate_reject_and_give_up(cluster: Cluster, live_prometheus: 
         assert env["EVERGREEN_CURRENT_VERSION"] == "v1"
         assert env["EVERGREEN_MONITOR"] == f"{cluster.namespace}/fraud"
         assert job["metadata"]["labels"]["team"] == "fraud"
-        assert cluster.condition("fraud", "Retraining")["status"] == "True"  # type: ignore[index]
+        # The Job is created before the status that records it: the condition may trail it.
+        wait_for(
+            "Retraining=True",
+            lambda: (c := cluster.condition("fraud", "Retraining")) is not None and c["status"] == "True",
+        )
 
         # A better candidate passes the gate and becomes eligible for rollout.
         finish_job(cluster, job["metadata"]["name"], result("v2", 0.93))
@@ -416,7 +420,8 @@ def test_a_refused_workload_is_a_configuration_error_that_spends_no_budget(
             "fraud", {"retraining": spec(budget={"runs": 1, "per": "1h"}, giveUpAfter=1)["retraining"]}
         )
         wait_for("a retraining Job", lambda: jobs(cluster, "fraud"))
-        assert retraining(cluster, "fraud")["runs"][0]["run"] == 1
+        runs = wait_for("run 1 recorded", lambda: retraining(cluster, "fraud").get("runs"))
+        assert runs[0]["run"] == 1
 
 
 def test_a_missing_service_account_is_named_before_any_workload_exists(
