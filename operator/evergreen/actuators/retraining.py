@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evergreen.actuators.workload_outcome import WorkloadPhase, parse_time, workload_state
-from evergreen.actuators.workload_template import RUN_LABEL, RunContext, render_workload, run_selector
+from evergreen.actuators.workload_template import RunContext, render_workload, run_selector
 from evergreen.api.decisions import Action, Decision, Scope
 from evergreen.api.durations import parse_duration
 from evergreen.api.retraining import (
@@ -33,7 +33,6 @@ from evergreen.conditions import ConditionDraft
 from evergreen.errors import SpecError
 from evergreen.kube.client import (
     KubeApi,
-    ObjectApi,
     Resource,
     ResourceNotServed,
     WorkloadApi,
@@ -134,7 +133,6 @@ class RetrainingActuator:
         self, kube: KubeApi, *, refusal_retry: timedelta = REFUSAL_RETRY, poll_seconds: float = 0.0
     ) -> None:
         self.workloads = WorkloadApi(kube)
-        self.objects = ObjectApi(kube)
         self.kube = kube
         self.refusal_retry = refusal_retry
         #: (monitor uid, run number) whose workload was looked for as an orphan since start.
@@ -577,14 +575,6 @@ def _when(time: datetime | None) -> str:
 def _new_request(request_id: str | None, status: RetrainingStatus) -> bool:
     handled = {*status.handled_requests, status.handled_request}
     return request_id is not None and request_id not in handled
-
-
-def _run_number(workload: Mapping[str, Any]) -> int | None:
-    label = (workload.get("metadata", {}).get("labels") or {}).get(RUN_LABEL)
-    try:
-        return int(label) if label is not None else None
-    except ValueError:
-        return None
 
 
 def _owned_by(workload: Mapping[str, Any], uid: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from evergreen.api.resource import API_VERSION, KIND, parse_spec
+from evergreen.api.resource import API_VERSION, KIND, parse_spec, value_kind
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.errors import InputError, SpecError
 
@@ -42,20 +42,6 @@ class Manifest:
             return parse_spec(self.raw_spec)
         except SpecError as error:
             raise InputError(self.source, error.message, field=error.field) from error
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return f"a {type(value).__name__}"
 
 
 def read_text(path: Path, what: str = "file") -> str:
@@ -107,7 +93,7 @@ def load_manifest(path: Path) -> Manifest:
         if document is None:
             continue
         if not isinstance(document, dict):
-            seen.append(f"document {index} is {_describe(document)}, not a mapping")
+            seen.append(f"document {index} is {value_kind(document)}, not a mapping")
             continue
         if document.get("kind") != KIND:
             seen.append(f"document {index} has kind {document.get('kind')!r}")
@@ -136,14 +122,14 @@ def checked_document(source: str, document: dict[Any, Any]) -> Manifest:
     if not isinstance(metadata, dict):
         raise InputError(
             source,
-            f"is {_describe(metadata)}; expected a mapping such as `{{name: fraud}}`",
+            f"is {value_kind(metadata)}; expected a mapping such as `{{name: fraud}}`",
             field="metadata",
         )
     for key in ("name", "namespace"):
         value = metadata.get(key)
         if value is not None and not isinstance(value, str):
             raise InputError(
-                source, f"is {_describe(value)}; expected a string: quote it", field=f"metadata.{key}"
+                source, f"is {value_kind(value)}; expected a string: quote it", field=f"metadata.{key}"
             )
     namespace = metadata.get("namespace")
     if namespace is not None and not (_NAMESPACE.match(namespace) and len(namespace) <= 63):
@@ -156,7 +142,7 @@ def checked_document(source: str, document: dict[Any, Any]) -> Manifest:
         raise InputError(source, "is missing: a ModelMonitor needs at least spec.model", field="spec")
     spec = document["spec"]
     if not isinstance(spec, dict):
-        raise InputError(source, f"is {_describe(spec)}; expected a mapping of fields", field="spec")
+        raise InputError(source, f"is {value_kind(spec)}; expected a mapping of fields", field="spec")
     return Manifest(source, document, metadata.get("name"), namespace, spec)
 
 

@@ -44,7 +44,8 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _kind(value: object) -> str:
+def value_kind(value: object) -> str:
+    """What a YAML value is, in the words an error message uses ("a list", "a mapping")."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -68,18 +69,18 @@ def error_message(error: ErrorDetails) -> str:
         return "required field is missing"
     if kind == "string_type":
         hint = ": quote it" if isinstance(value, int | float | bool) else ""
-        return f"expected a string, got {_kind(value)} {_shown(value)}{hint}"
+        return f"expected a string, got {value_kind(value)} {_shown(value)}{hint}"
     if kind in ("float_type", "int_type", "int_from_float"):
         wanted = "an integer" if kind.startswith("int") else "a number"
-        return f"expected {wanted}, got {_kind(value)} {_shown(value)}: write it unquoted, e.g. 3"
+        return f"expected {wanted}, got {value_kind(value)} {_shown(value)}: write it unquoted, e.g. 3"
     if kind == "bool_type":
-        return f"expected true or false, got {_kind(value)} {_shown(value)}"
+        return f"expected true or false, got {value_kind(value)} {_shown(value)}"
     if kind == "finite_number":
         return "must be a finite number (not .inf or .nan)"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping (key: value), got {_kind(value)} {_shown(value)}"
+        return f"expected a mapping (key: value), got {value_kind(value)} {_shown(value)}"
     if kind == "list_type":
-        return f"expected a list (- item), got {_kind(value)} {_shown(value)}"
+        return f"expected a list (- item), got {value_kind(value)} {_shown(value)}"
     if kind == "string_pattern_mismatch":
         described = PATTERN_DESCRIPTIONS.get(str(ctx.get("pattern")))
         if described:
@@ -96,7 +97,7 @@ def error_message(error: ErrorDetails) -> str:
 def parse_spec(spec: Mapping[str, Any]) -> ModelMonitorSpec:
     """Validate a raw spec; raise SpecError naming the first offending field and the fix."""
     if not isinstance(spec, Mapping):
-        raise SpecError("spec", f"expected a mapping of fields, got {_kind(spec)}")
+        raise SpecError("spec", f"expected a mapping of fields, got {value_kind(spec)}")
     try:
         return ModelMonitorSpec.model_validate(dict(spec))
     except ValidationError as error:

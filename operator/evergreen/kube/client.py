@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -379,8 +380,6 @@ class WorkloadRejected(ClusterError):
 
 
 def _status_message(error: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(error.body or "{}").get("message", ""))[:500]
     except (TypeError, ValueError):
@@ -573,8 +572,6 @@ def _failed_test(error: ApiException) -> bool:
     its ``test`` operations failed: the object changed since it was read. The API server says
     only "the server rejected our request due to an error in our request" (422) with no field
     causes; an object that fails validation gets a 422 that names its fields."""
-    import json
-
     if error.status != 422:
         return False
     try:
