@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
+from evergreen.analysis.columns import LabelColumn
 from evergreen.analysis.series import FloatArray
 from evergreen.errors import MetricsUnavailable, QueryRejected
 from evergreen.signals import tokens
-from evergreen.analysis.columns import LabelColumn
 from evergreen.signals.samples import QueryResult, RangeResult, columns_from_labels
 
 
@@ -41,8 +41,8 @@ class _Envelope(msgspec.Struct):
 class _VectorItem(msgspec.Struct):
     metric: dict[str, str] = {}
     value: tuple[float, str] | None = None
-    #: A native histogram sample, in place of ``value``.
-    histogram: msgspec.Raw | None = None
+    #: A native histogram sample, in place of ``value`` (empty when absent).
+    histogram: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _MatrixItem(msgspec.Struct):

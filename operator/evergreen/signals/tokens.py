@@ -45,6 +45,8 @@ _TEXT = msgspec.json.Decoder(str)
 #: Odd multipliers of the word hash (any odd numbers spread the words over 64 bits).
 _WORD_FACTOR = np.uint64(0x9E3779B97F4A7C15)
 _LENGTH_FACTOR = np.uint64(0xC2B2AE3D27D4EB4F)
+#: Multipliers that place keys in hash-table slots; the next is tried when two keys clash.
+_SLOT_FACTORS = (np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9), np.uint64(0xD6E8FEB86659FD93))
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +89,8 @@ class Answer:
 
 def vector(result: bytes) -> Answer | None:
     """An instant vector's ``result`` array, or None when it is not laid out as expected."""
-    return _read(result, matrix=False)
+    uniform = _uniform_vector(result)
+    return uniform if uniform is not None else _read(result, matrix=False)
 
 
 def matrix(result: bytes) -> Answer | None:
@@ -114,8 +117,10 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return None
     if opens[0] != 2 or closes[-1] != len(result) - (5 if matrix else 4):
         return None  # '[{"metric"...' at the start, '..."]}]' (or '"]]}]') at the end
-    if not (_is_word(text, opens, closes, kinds == _METRIC, b"metric")
-            and _is_word(text, opens, closes, kinds == _VALUES_KEY, b"values" if matrix else b"value")):  # fmt: skip
+    key = b"values" if matrix else b"value"
+    if not _is_word(text, opens, closes, kinds == _METRIC, b"metric"):
+        return None
+    if not _is_word(text, opens, closes, kinds == _VALUES_KEY, key):
         return None
 
     series_of_token = np.cumsum(kinds == _METRIC) - 1
@@ -223,9 +228,7 @@ def _separated(
     if matrix and not (text[after_key + 3] == _OPEN_ARRAY).all():
         return False
     after_sample = ends[to_sample & (first == _SAMPLE)]
-    if after_sample.size and not _bytes_at(text, after_sample + 2, b",["):
-        return False
-    return True
+    return _bytes_at(text, after_sample + 2, b",[")
 
 
 def _bytes_at(text: Bytes, starts: IntArray, expected: bytes) -> bool:
@@ -350,7 +353,7 @@ def _factorise(
     hashes = hashes + lengths.astype(np.uint64) * _LENGTH_FACTOR
     if groups is not None:
         hashes = hashes ^ (groups.astype(np.uint64) * _WORD_FACTOR)
-    distinct, first_of, codes = np.unique(hashes, return_index=True, return_inverse=True)
+    _, first_of, codes = np.unique(hashes, return_index=True, return_inverse=True)
     codes = codes.reshape(-1)
     representative = first_of[codes]
     # Exactness: same length, same group, same words as the representative.
@@ -373,3 +376,174 @@ def _factorise(
     if len(set(texts)) != len(texts):
         return codes, None  # one text written two ways (escaped and not): rare, read generally
     return codes, texts
+
+
+# --- every series with the same label names: one row of quotes per series -------------------
+
+_PREFIX = b'[{"metric":{'
+#: Bytes after the answer that rows of bytes may read into.
+_PADDING = 64
+
+
+def _uniform_vector(result: bytes) -> Answer | None:
+    """An instant vector whose series all carry the same label names in the same order.
+
+    That is the answer of every ``sum by (...)`` whose labels are all set, so histogram
+    answers. Each series then has the same number of quotes, and the quote positions form
+    a ``(series, quotes)`` matrix: the layout is checked column by column against the first
+    series (decoded by msgspec), and labels and values are read as fixed-width rows of bytes
+    (one contiguous copy per row). No Python runs per series.
+    """
+    if not result.startswith(_PREFIX) or b"\\" in result:
+        return None  # escapes: the general reader decodes those texts
+    names = _first_series(result)
+    if names is None:
+        return None
+    labels = len(names)
+    per_series = 6 + 4 * labels
+    # Padding lets the last rows of bytes read past the end of the answer.
+    text: Bytes = np.frombuffer(result + b" " * _PADDING, dtype=np.uint8)
+    quotes = np.flatnonzero(text == _QUOTE)
+    if quotes.size % per_series:
+        return None
+    count = quotes.size // per_series
+    rows = quotes.reshape(count, per_series)
+    # Quote columns: "metric" 0-1, label j name 2+4j..3+4j and value 4+4j..5+4j, then "value"
+    # and the sample value. Between two variable texts (label values, the sample value) every
+    # series must hold exactly the bytes of the first one: '{"metric":{"a":"', '","b":"',
+    # '"},"value":[<timestamp>,"' (an instant query has one timestamp); then '"]},{' up to the
+    # next series.
+    if rows[0, 0] != 2 or rows[-1, -1] != len(result) - 4:
+        return None
+    if count > 1 and not (rows[1:, 0] - rows[:-1, -1] == 5).all():
+        return None
+    opens = [0, *range(4, 4 + 4 * labels, 4), per_series - 2]  # first quote of each fixed text
+    for start, end in zip([5 + 4 * j for j in range(-1, labels)], opens[1:], strict=True):
+        begin = rows[:, 0] - 1 if start == 1 else rows[:, start]
+        lengths = rows[:, end] - begin
+        if not (lengths == lengths[0]).all():
+            return None
+        first = int(begin[0])
+        if not _rows_equal(text, begin, result[first : first + int(lengths[0])]):
+            return None
+    if not _rows_equal(text, rows[:, -1], b'"]}'):
+        return None
+    columns: dict[str, LabelColumn] = {}
+    for j, name in enumerate(names):
+        column = _row_column(text, rows[:, 4 + 4 * j] + 1, rows[:, 5 + 4 * j])
+        if column is None:
+            return None
+        columns[name] = column
+    value_text, special = _value_rows(text, rows[:, -2] + 1, rows[:, -1])
+    return Answer(count, dict(sorted(columns.items())), value_text, special)
+
+
+class _FirstSeries(msgspec.Struct):
+    metric: dict[str, str]
+    value: tuple[float, str]
+
+
+_FIRST = msgspec.json.Decoder(_FirstSeries)
+
+
+def _first_series(result: bytes) -> list[str] | None:
+    """The first series' label names in written order, if it reads as a series."""
+    key = result.find(b'"value":[')
+    end = result.find(b"]}", key) + 2
+    try:
+        first = _FIRST.decode(result[1:end])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return list(first.metric)
+
+
+def _rows(text: Bytes, starts: IntArray, width: int) -> Bytes:
+    """``(len(starts), width)`` bytes, row ``i`` from ``starts[i]`` (past the end: zeros)."""
+    if width == 0:
+        return np.zeros((starts.size, 0), dtype=np.uint8)
+    padded = (
+        text
+        if starts.size == 0 or int(starts.max()) + width <= text.size
+        else np.append(text, np.zeros(width, np.uint8))
+    )
+    rows: Bytes = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+    return rows
+
+
+def _rows_equal(text: Bytes, starts: IntArray, word: bytes) -> bool:
+    return bool((_rows(text, starts, len(word)) == np.frombuffer(word, dtype=np.uint8)).all())
+
+
+def _row_column(text: Bytes, starts: IntArray, ends: IntArray) -> LabelColumn | None:
+    """A label's column from the spans of its values (no escapes in them).
+
+    Each value is read as a row of bytes as wide as the longest, and what follows a shorter
+    value is left in its row: two rows with the same bytes and length hold the same text; two
+    rows of one text that differ after it get two codes that are merged once decoded.
+    """
+    lengths = ends - starts
+    width = max(8, -(-int(lengths.max()) // 8) * 8)
+    words = _rows(text, starts, width).view("<u8")  # (rows, width / 8)
+    keys = lengths.astype(np.uint64)
+    for word in range(words.shape[1]):
+        keys = (keys ^ words[:, word]) * _WORD_FACTOR
+    representative = _first_of_key(keys)
+    # Exact: every row equal to its representative, word for word (no hash can merge texts).
+    if not (words == words[representative]).all() or not (lengths == lengths[representative]).all():
+        return None
+    seen = np.zeros(starts.size, dtype=bool)
+    seen[representative] = True
+    firsts = np.flatnonzero(seen)
+    code_of_row = np.cumsum(seen, dtype=np.intp) - 1
+    try:
+        decoded = [
+            sys.intern(text[start:end].tobytes().decode("utf-8"))
+            for start, end in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
+        ]
+    except UnicodeDecodeError:
+        return None
+    codes = code_of_row[representative]
+    texts = list(dict.fromkeys(decoded))
+    if len(texts) != len(decoded):
+        merged = np.array([texts.index(text) for text in decoded], dtype=np.intp)
+        codes = merged[codes]
+    return LabelColumn(codes, tuple(texts))
+
+
+def _first_of_key(keys: npt.NDArray[np.uint64]) -> IntArray:
+    """For each row, a row with the same key: a hash table in numpy (a sort if slots clash)."""
+    bits = max(4, int(keys.size * 4).bit_length())
+    rows = np.arange(keys.size)
+    for factor in _SLOT_FACTORS:
+        slots = ((keys * factor) >> np.uint64(64 - bits)).astype(np.intp)
+        table = np.empty(1 << bits, dtype=np.intp)
+        table[slots] = rows
+        first: IntArray = table[slots]
+        if (keys[first] == keys).all():
+            return first
+    _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    found: IntArray = index[inverse.reshape(-1)]
+    return found
+
+
+def _value_rows(text: Bytes, starts: IntArray, ends: IntArray) -> tuple[bytes, npt.NDArray[np.int8]]:
+    """Sample values as one JSON array text (a blank-padded row per value) and the specials."""
+    lengths = ends - starts
+    width = int(lengths.max()) + 1
+    rows = _rows(text, starts, width)
+    rows[np.arange(width) >= lengths[:, np.newaxis]] = ord(" ")
+    rows[:, -1] = _COMMA
+    head = rows[:, 0]
+    special = np.zeros(starts.size, dtype=np.int8)
+    special[(head == ord("N")) & (lengths == 3)] = 1
+    special[(head == ord("+")) & (lengths == 4)] = 2
+    special[(head == ord("-")) & (lengths == 4) & (rows[:, 1] == ord("I"))] = 3
+    if special.any():
+        for code, word in ((1, b"NaN"), (2, b"+Inf"), (3, b"-Inf")):
+            marked = np.flatnonzero(special == code)
+            exact = (rows[marked, : len(word)] == np.frombuffer(word, dtype=np.uint8)).all(axis=1)
+            special[marked[~exact]] = 0  # not what Prometheus writes: msgspec will refuse it
+        replaced = special > 0
+        rows[replaced, 0] = ord("0")
+        rows[replaced, 1:-1] = ord(" ")
+    return b"[" + rows.reshape(-1)[:-1].tobytes() + b"]", special
