@@ -39,7 +39,7 @@ class FixedAnswers:
         answers = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            def do_GET(self) -> None:
                 answers.requests.append((self.path, dict(self.headers)))
                 self.send_response(answers.status)
                 self.send_header("Content-Type", answers.content_type)
@@ -196,8 +196,8 @@ def test_malformed_answers_make_the_evaluation_unavailable_not_crash(
     server: FixedAnswers, source: PrometheusSource
 ) -> None:
     spec = parse_spec({"model": "m", "kpis": [{"name": "precision", "query": "precision", "min": 0.9}]})
-    for body in (b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}',
-                 b'{"status":"succ', b"null"):  # fmt: skip
+    not_a_number = json.dumps(vector(({}, "x"))).encode()
+    for body in (not_a_number, b'{"status":"succ', b"null"):
         server.answer(body)
         evaluation = asyncio.run(evaluate(spec, source, AT, namespace="ml"))
         assert evaluation.unavailable, body
