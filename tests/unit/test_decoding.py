@@ -108,6 +108,22 @@ def test_uniform_answers_with_repeated_texts(texts: list[str]) -> None:
     assert_same(decode_instant(vector_body(series), ASKED), series)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(label_text.filter(bool), label_text.filter(bool), values), min_size=1, max_size=40),
+    st.booleans(),
+)
+def test_any_uniform_answer_decodes_like_json(rows: list[tuple[str, str, float]], ascii_only: bool) -> None:
+    series = [({"feature": f, "le": str(i % 4), "segment": s}, v) for i, (f, s, v) in enumerate(rows)]
+    assert_same(decode_instant(vector_body(series, ascii_only=ascii_only), ASKED), series)
+
+
+def test_a_raw_control_character_is_not_json() -> None:
+    raw = vector_body([({"feature": "a"}, 1.0), ({"feature": "b"}, 2.0)]).replace(b'"b"', b'"\x01"')
+    with pytest.raises(MetricsUnavailable, match="not valid JSON"):
+        decode_instant(raw, ASKED)
+
+
 def test_other_layouts_give_the_same_answer() -> None:
     series = histogram(2, 2, ["1", "+Inf"])
     compact = decode_instant(vector_body(series), ASKED)

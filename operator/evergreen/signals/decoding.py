@@ -110,6 +110,11 @@ def _envelope(body: bytes, asked: Asked) -> _Data:
 
 def decode_instant(body: bytes, asked: Asked) -> QueryResult:
     """An ``/api/v1/query`` body as a columnar answer."""
+    canonical = tokens.canonical_vector(body)
+    if canonical is not None:
+        values = canonical.values()
+        if values is not None:
+            return QueryResult.from_columns(asked.query, canonical.columns, values)
     data = _envelope(body, asked)
     kind = data.resultType
     if kind == "scalar":

@@ -16,6 +16,7 @@ The envelope has been decoded by msgspec before, so the text is known to be vali
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ _NUMBER_BYTES = np.zeros(256, dtype=bool)
 _NUMBER_BYTES[np.frombuffer(b"0123456789.eE+-", dtype=np.uint8)] = True
 
 _FLOATS = msgspec.json.Decoder(list[float])
+#: Characters a JSON string cannot hold unescaped.
+_CONTROL = re.compile("[\x00-\x1f]")
 _TEXT = msgspec.json.Decoder(str)
 
 #: Odd multipliers of the word hash (any odd numbers spread the words over 64 bits).
@@ -383,54 +386,69 @@ def _factorise(
 _PREFIX = b'[{"metric":{'
 #: Bytes after the answer that rows of bytes may read into.
 _PADDING = 64
+#: How Prometheus begins and ends a whole instant-vector body without warnings.
+_BODY_START = b'{"status":"success","data":{"resultType":"vector","result":'
+_BODY_END = b"}}"
 
 
-def _uniform_vector(result: bytes) -> Answer | None:
+def canonical_vector(body: bytes) -> Answer | None:
+    """A whole ``/api/v1/query`` body as Prometheus writes it, read without a JSON decoder.
+
+    The reader checks every byte of such a body itself (the first series is decoded by
+    msgspec, every other one must match it byte for byte outside its label values and
+    sample value, and those are decoded per distinct text and parsed as numbers), so the
+    body needs no separate validating pass. None: any other body (an error, warnings,
+    another layout); the caller then decodes the envelope first.
+    """
+    if not (body.startswith(_BODY_START) and body.endswith(_BODY_END)):
+        return None
+    return _uniform_vector(body[len(_BODY_START) : -len(_BODY_END)], validated=False)
+
+
+def _uniform_vector(result: bytes, *, validated: bool = True) -> Answer | None:
     """An instant vector whose series all carry the same label names in the same order.
 
     That is the answer of every ``sum by (...)`` whose labels are all set, so histogram
     answers. Each series then has the same number of quotes, and the quote positions form
-    a ``(series, quotes)`` matrix: the layout is checked column by column against the first
-    series (decoded by msgspec), and labels and values are read as fixed-width rows of bytes
-    (one contiguous copy per row). No Python runs per series.
+    a ``(series, quotes)`` matrix. Between two variable texts (label values, the sample
+    value) every series must hold exactly the bytes of the first one, which msgspec decodes:
+    '{"metric":{"a":"', '","b":"', '"},"value":[<timestamp>,"' (an instant query has one
+    timestamp), then '"]},' before the next series. Bytes are compared and label values
+    keyed as unaligned 8-byte words; no Python runs per series.
     """
-    if not result.startswith(_PREFIX) or b"\\" in result:
+    if not result.startswith(_PREFIX) or not result.endswith(b"]}]") or b"\\" in result:
         return None  # escapes: the general reader decodes those texts
     names = _first_series(result)
     if names is None:
         return None
     labels = len(names)
     per_series = 6 + 4 * labels
-    # Padding lets the last rows of bytes read past the end of the answer.
-    text: Bytes = np.frombuffer(result + b" " * _PADDING, dtype=np.uint8)
+    # Padding lets words and rows read past the end of the answer.
+    padded = result + b" " * _PADDING
+    text: Bytes = np.frombuffer(padded, dtype=np.uint8)
+    words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     quotes = np.flatnonzero(text == _QUOTE)
     if quotes.size % per_series:
         return None
     count = quotes.size // per_series
     rows = quotes.reshape(count, per_series)
     # Quote columns: "metric" 0-1, label j name 2+4j..3+4j and value 4+4j..5+4j, then "value"
-    # and the sample value. Between two variable texts (label values, the sample value) every
-    # series must hold exactly the bytes of the first one: '{"metric":{"a":"', '","b":"',
-    # '"},"value":[<timestamp>,"' (an instant query has one timestamp); then '"]},{' up to the
-    # next series.
+    # and the sample value.
     if rows[0, 0] != 2 or rows[-1, -1] != len(result) - 4:
         return None
-    if count > 1 and not (rows[1:, 0] - rows[:-1, -1] == 5).all():
+    between = rows[:-1, -1]
+    if not (rows[1:, 0] - between == 5).all() or not (text[between + 3] == _COMMA).all():
         return None
-    opens = [0, *range(4, 4 + 4 * labels, 4), per_series - 2]  # first quote of each fixed text
-    for start, end in zip([5 + 4 * j for j in range(-1, labels)], opens[1:], strict=True):
-        begin = rows[:, 0] - 1 if start == 1 else rows[:, start]
-        lengths = rows[:, end] - begin
-        if not (lengths == lengths[0]).all():
+    fixed_starts = [rows[:, 0] - 1, *(rows[:, 5 + 4 * j] for j in range(labels))]
+    fixed_ends = [rows[:, 4 + 4 * j] for j in range(labels)] + [rows[:, -2]]
+    fixed_starts.append(rows[:, -1])
+    fixed_ends.append(rows[:, -1] + 3)  # '"]}'
+    for begin, end in zip(fixed_starts, fixed_ends, strict=True):
+        if not _same_bytes(words, begin, end):
             return None
-        first = int(begin[0])
-        if not _rows_equal(text, begin, result[first : first + int(lengths[0])]):
-            return None
-    if not _rows_equal(text, rows[:, -1], b'"]}'):
-        return None
     columns: dict[str, LabelColumn] = {}
     for j, name in enumerate(names):
-        column = _row_column(text, rows[:, 4 + 4 * j] + 1, rows[:, 5 + 4 * j])
+        column = _word_column(text, words, rows[:, 4 + 4 * j] + 1, rows[:, 5 + 4 * j], validated)
         if column is None:
             return None
         columns[name] = column
@@ -457,53 +475,59 @@ def _first_series(result: bytes) -> list[str] | None:
     return list(first.metric)
 
 
-def _rows(text: Bytes, starts: IntArray, width: int) -> Bytes:
-    """``(len(starts), width)`` bytes, row ``i`` from ``starts[i]`` (past the end: zeros)."""
-    if width == 0:
-        return np.zeros((starts.size, 0), dtype=np.uint8)
-    padded = (
-        text
-        if starts.size == 0 or int(starts.max()) + width <= text.size
-        else np.append(text, np.zeros(width, np.uint8))
-    )
-    rows: Bytes = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
-    return rows
+def _same_bytes(words: npt.NDArray[np.uint64], begin: IntArray, end: IntArray) -> bool:
+    """Whether every row's bytes from ``begin`` to ``end`` are the first row's."""
+    length = end - begin
+    if not (length == length[0]).all():
+        return False
+    size = int(length[0])
+    # 8-byte words at 0, 8, 16, ... and one ending at the last byte (they may overlap).
+    offsets = [*range(0, max(size - 8, 0) + 1, 8), max(size - 8, 0)] if size else []
+    for offset in dict.fromkeys(offsets):
+        read = words[begin + offset]
+        if size < 8:
+            read = read & np.uint64((1 << (8 * size)) - 1)
+        if not (read == read[0]).all():
+            return False
+    return True
 
 
-def _rows_equal(text: Bytes, starts: IntArray, word: bytes) -> bool:
-    return bool((_rows(text, starts, len(word)) == np.frombuffer(word, dtype=np.uint8)).all())
-
-
-def _row_column(text: Bytes, starts: IntArray, ends: IntArray) -> LabelColumn | None:
+def _word_column(
+    text: Bytes, words: npt.NDArray[np.uint64], starts: IntArray, ends: IntArray, validated: bool
+) -> LabelColumn | None:
     """A label's column from the spans of its values (no escapes in them).
 
-    Each value is read as a row of bytes as wide as the longest, and what follows a shorter
-    value is left in its row: two rows with the same bytes and length hold the same text; two
-    rows of one text that differ after it get two codes that are merged once decoded.
+    A value is keyed by the 8-byte words from its first byte up to and including its closing
+    quote, so equal keys are equal texts; the bytes after the quote (the next label) may
+    split one text over two keys, which are merged once the texts are decoded.
     """
     lengths = ends - starts
-    width = max(8, -(-int(lengths.max()) // 8) * 8)
-    words = _rows(text, starts, width).view("<u8")  # (rows, width / 8)
-    keys = lengths.astype(np.uint64)
-    for word in range(words.shape[1]):
-        keys = (keys ^ words[:, word]) * _WORD_FACTOR
+    count = (int(lengths.max()) + 1 + 7) // 8  # the closing quote included
+    parts = [words[starts + 8 * k] for k in range(count)]
+    if count == 1:
+        keys = parts[0]
+    else:
+        keys = np.zeros(starts.size, dtype=np.uint64)
+        for part in parts:
+            keys = (keys ^ part) * _WORD_FACTOR
     representative = _first_of_key(keys)
-    # Exact: every row equal to its representative, word for word (no hash can merge texts).
-    if not (words == words[representative]).all() or not (lengths == lengths[representative]).all():
-        return None
+    if count > 1 and not all((part == part[representative]).all() for part in parts):
+        return None  # two texts with one hash: exact, but rare enough for the general reader
     seen = np.zeros(starts.size, dtype=bool)
     seen[representative] = True
     firsts = np.flatnonzero(seen)
     code_of_row = np.cumsum(seen, dtype=np.intp) - 1
     try:
         decoded = [
-            sys.intern(text[start:end].tobytes().decode("utf-8"))
+            text[start:end].tobytes().decode("utf-8")
             for start, end in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
         ]
     except UnicodeDecodeError:
         return None
+    if not validated and any(_CONTROL.search(text) for text in decoded):
+        return None  # a raw control character is not JSON: let the validating path say so
     codes = code_of_row[representative]
-    texts = list(dict.fromkeys(decoded))
+    texts = list(dict.fromkeys(map(sys.intern, decoded)))
     if len(texts) != len(decoded):
         merged = np.array([texts.index(text) for text in decoded], dtype=np.intp)
         codes = merged[codes]
@@ -530,7 +554,7 @@ def _value_rows(text: Bytes, starts: IntArray, ends: IntArray) -> tuple[bytes, n
     """Sample values as one JSON array text (a blank-padded row per value) and the specials."""
     lengths = ends - starts
     width = int(lengths.max()) + 1
-    rows = _rows(text, starts, width)
+    rows: Bytes = np.lib.stride_tricks.sliding_window_view(text, width)[starts]
     rows[np.arange(width) >= lengths[:, np.newaxis]] = ord(" ")
     rows[:, -1] = _COMMA
     head = rows[:, 0]
