@@ -274,3 +274,36 @@ def test_error_detail_of_json_and_of_other_bodies() -> None:
         error_detail(b"<html>\n<h1>502 Bad Gateway</h1></html>") == "<html> <h1>502 Bad Gateway</h1></html>"
     )
     assert error_detail(b"") == "(empty body)"
+
+
+def test_a_recorded_answer_replays_as_the_same_arrays(tmp_path: Any) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from evergreen.analysis import HistogramSet
+    from evergreen.signals.recording import RecordedSource, Recorder, Recording
+
+    series = [*histogram(3, 2, ["0.5", "+Inf"]), ({"feature": "x", "le": "1", "segment": "s0"}, math.nan)]
+    live = decode_instant(vector_body(series), ASKED)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    class Live:
+        async def instant(self, query: str, when: datetime, *, field: str) -> QueryResult:
+            return live
+
+    recorder = Recorder(Live())
+    asyncio.run(recorder.instant("q", at, field="spec.drift"))
+    path = tmp_path / "answers.json.gz"
+    recorder.recording({"spec": {}}).save(path)
+    replayed = asyncio.run(RecordedSource(Recording.load(path)).instant("q", at, field="spec.drift"))
+
+    assert replayed.same_answer(live) and replayed.labels() == live.labels()
+
+    def histograms(result: QueryResult) -> HistogramSet:
+        return HistogramSet.from_columns(
+            result.columns, result.values, feature_label="feature", segment_labels=["segment"]
+        ).with_totals()
+
+    first, second = histograms(live), histograms(replayed)
+    assert first.keys == second.keys
+    assert np.array_equal(first.cumulative, second.cumulative, equal_nan=True)
