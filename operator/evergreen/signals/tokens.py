@@ -107,8 +107,8 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return Answer(
             0, {}, b"[]", empty, b"[]" if matrix else None, np.zeros(0, dtype=np.intp) if matrix else None
         )
-    # Two bytes of padding so that looking past the last quote stays inside the array.
-    text: Bytes = np.frombuffer(result + b"\0\0", dtype=np.uint8)
+    # Padding so that looking past the last quote, and rows of bytes, stay inside the array.
+    text: Bytes = np.frombuffer(result + b" " * _PADDING, dtype=np.uint8)
     quotes = np.flatnonzero(text == _QUOTE)
     if quotes.size % 2 or quotes.size == 0 or quotes[0] == 0:
         return None
@@ -134,9 +134,7 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
     if columns is None:
         return None
     samples = kinds == _SAMPLE
-    value_text, special = _number_array(text, opens[samples] + 1, closes[samples])
-    if value_text is None:
-        return None
+    value_text, special = _value_rows(text, opens[samples] + 1, closes[samples])
     if not matrix:
         # Each sample is '[t,"v"]' after '"value":': its timestamp must be a number too.
         key_ends = closes[np.flatnonzero(samples) - 1]
@@ -145,9 +143,8 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return Answer(count, columns, value_text, special)
     # Each point is '[t,"v"]': its timestamp runs from after the '[' to before the ','.
     stamp_starts = closes[np.flatnonzero(samples) - 1] + 4
-    stamp_text = _number_text(text, stamp_starts, opens[samples] - 1)
-    if stamp_text is None:
-        return None
+    # A timestamp that is not one number fails to parse, or parses to more numbers than points.
+    stamp_text, _ = _value_rows(text, stamp_starts, opens[samples] - 1, specials=False)
     return Answer(count, columns, value_text, special, stamp_text, series_of_token[samples])
 
 
@@ -265,34 +262,6 @@ def _number_text(text: Bytes, starts: IntArray, ends: IntArray) -> bytes | None:
         return None
     with_commas = np.insert(joined, offsets[1:-1], _COMMA)
     return b"[" + with_commas.tobytes() + b"]"
-
-
-def _number_array(text: Bytes, starts: IntArray, ends: IntArray) -> tuple[bytes | None, npt.NDArray[np.int8]]:
-    """Sample value texts as a JSON array; NaN and ±Inf (not JSON numbers) set aside as 0."""
-    lengths = ends - starts
-    first = text[starts]
-    special = np.zeros(starts.size, dtype=np.int8)
-    nan = (lengths == 3) & _bytes_mask(text, starts, b"NaN")
-    plus = (lengths == 4) & _bytes_mask(text, starts, b"+Inf")
-    minus = (lengths == 4) & (first == ord("-")) & _bytes_mask(text, starts, b"-Inf")
-    special[nan], special[plus], special[minus] = 1, 2, 3
-    if not special.any():
-        return _number_text(text, starts, ends), special
-    # Point a special value at a '0' of its own text? It has none: use a one-byte '0' buffer.
-    zero = text.size
-    padded = np.append(text, np.uint8(ord("0")))
-    normal = special == 0
-    starts = np.where(normal, starts, zero)
-    ends = np.where(normal, ends, zero + 1)
-    return _number_text(padded, starts, ends), special
-
-
-def _bytes_mask(text: Bytes, starts: IntArray, expected: bytes) -> npt.NDArray[np.bool_]:
-    limit = text.size - len(expected)
-    safe = np.minimum(starts, limit)
-    window = text[safe[:, np.newaxis] + np.arange(len(expected))]
-    matches: npt.NDArray[np.bool_] = (window == np.frombuffer(expected, dtype=np.uint8)).all(axis=1)
-    return matches
 
 
 def _columns(
@@ -550,18 +519,30 @@ def _first_of_key(keys: npt.NDArray[np.uint64]) -> IntArray:
     return found
 
 
-def _value_rows(text: Bytes, starts: IntArray, ends: IntArray) -> tuple[bytes, npt.NDArray[np.int8]]:
-    """Sample values as one JSON array text (a blank-padded row per value) and the specials."""
+def _value_rows(
+    text: Bytes, starts: IntArray, ends: IntArray, *, specials: bool = True
+) -> tuple[bytes, npt.NDArray[np.int8]]:
+    """Number texts as one JSON array text (a blank-padded row each) and the specials.
+
+    With ``specials``, Prometheus' ``NaN``, ``+Inf`` and ``-Inf`` (not JSON numbers) are
+    written as 0 and marked.
+    """
+    special = np.zeros(starts.size, dtype=np.int8)
+    if starts.size == 0:
+        return b"[]", special
     lengths = ends - starts
     width = int(lengths.max()) + 1
+    if int(starts.max()) + width > text.size:
+        text = np.append(text, np.full(width, ord(" "), dtype=np.uint8))
     rows: Bytes = np.lib.stride_tricks.sliding_window_view(text, width)[starts]
     rows[np.arange(width) >= lengths[:, np.newaxis]] = ord(" ")
     rows[:, -1] = _COMMA
+    if not specials:
+        return b"[" + rows.reshape(-1)[:-1].tobytes() + b"]", special
     head = rows[:, 0]
-    special = np.zeros(starts.size, dtype=np.int8)
     special[(head == ord("N")) & (lengths == 3)] = 1
     special[(head == ord("+")) & (lengths == 4)] = 2
-    special[(head == ord("-")) & (lengths == 4) & (rows[:, 1] == ord("I"))] = 3
+    special[(head == ord("-")) & (lengths == 4) & (rows[:, min(1, width - 1)] == ord("I"))] = 3
     if special.any():
         for code, word in ((1, b"NaN"), (2, b"+Inf"), (3, b"-Inf")):
             marked = np.flatnonzero(special == code)
