@@ -1,13 +1,14 @@
 """Prometheus HTTP API bodies -> columnar answers, without a Python object per sample.
 
-The envelope (``status``, ``data.resultType``, ``error``, ``warnings``) is decoded with msgspec,
-which also checks that the whole body is well-formed JSON; ``data.result`` stays raw bytes.
-Those bytes are then read by :mod:`evergreen.signals.tokens` with numpy (a pass over the
-quote positions, label texts factorised per distinct text, every value parsed in one call).
-An answer laid out in any other way than Prometheus lays it out (whitespace, other key
-orders, a proxy that reformats) is decoded by msgspec into objects instead: slower, same
-result. Every failure is a :class:`MetricsUnavailable` or :class:`QueryRejected` that names
-the query's spec field and what to do.
+An instant-query body exactly as Prometheus writes it is read whole by
+:func:`evergreen.signals.tokens.canonical_vector`, which checks every byte itself. Any
+other body has its envelope (``status``, ``data.resultType``, ``error``, ``warnings``)
+decoded by msgspec, which also checks that the whole body is well-formed JSON, while
+``data.result`` stays raw bytes for :mod:`evergreen.signals.tokens` (quote positions, label
+texts factorised per distinct text, every value parsed in one call). An answer laid out in a
+way the readers do not know (whitespace, other key orders, escapes) is decoded by msgspec
+into objects instead: slower, same result. Every failure is a :class:`MetricsUnavailable` or
+:class:`QueryRejected` that names the query's spec field and what to do.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ all values are parsed in one call. Python runs per distinct label text, never pe
 
 Anything else (whitespace, another key order, a quote inside a label value, a field this
 module does not know) returns ``None``: the caller decodes that answer object by object.
-The envelope has been decoded by msgspec before, so the text is known to be valid JSON.
+Except for :func:`canonical_vector`, which checks every byte itself, the envelope has been
+decoded by msgspec before, so the text is known to be valid JSON.
 """
 
 from __future__ import annotations
