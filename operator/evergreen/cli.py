@@ -264,7 +264,8 @@ def _backtest_report(
         comparison=cli_whatif.comparison(args, spec, steps),
     )
     review.write(history, args.report, generated=datetime.now(UTC))
-    print(f"report -> {args.report}")
+    # Machine-readable output stays parseable: the note goes beside it.
+    print(f"report -> {args.report}", file=sys.stdout if args.output == "text" else sys.stderr)
 
 
 def list_scenarios() -> str:
