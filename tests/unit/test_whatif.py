@@ -356,6 +356,24 @@ def test_label_delay_places_a_kpi_at_the_time_it_describes() -> None:
     assert history.outside() == {("precision", ()): [Span(h(3), h(5))]}
 
 
+def test_estimated_kpis_count_beside_measured_ones_at_the_time_they_describe() -> None:
+    spec = monitor(kpis=[{"name": "precision", "query": "q", "min": 0.9, "labelDelay": "3h"}])
+    steps = hourly(spec, 12, kpi_at=lambda hour: kpi(["*"] if 6 <= hour <= 7 else []))
+    for step in steps:
+        # What an evaluation with an estimated KPI carries: the estimate of the current window,
+        # marked as one, beside the measured KPIs (here out of bounds at h3..h4 already).
+        estimate = kpi(["*"] if 3 <= step.time.hour <= 4 else [])
+        object.__setattr__(estimate, "estimated", True)
+        object.__setattr__(step.evaluation, "estimates", (estimate,))
+    history = read_history(spec, steps)
+    assert history.outside() == {
+        ("precision", ()): [Span(h(3), h(5))],
+        ("precision (estimated)", ()): [Span(h(3), h(5))],
+    }
+    # Both describe h3..h5: the union counts those hours once.
+    assert total(span for spans in history.outside().values() for span in spans) == 2 * HOUR
+
+
 def test_noise_shorter_than_the_persistence_window_does_not_end_an_episode() -> None:
     spec = monitor()
     # Out h2..h4, back at h5 only, out h6..h7: one episode (a 1 h return < 2 x 1h).

@@ -3,7 +3,8 @@ KPI readings.
 
 Every policy is priced on the same replay (one set of evaluations), so these facts are taken
 from it once. KPI readings are placed at the time they describe: a KPI with ``labelDelay``
-judged at ``t`` describes the window that ended at ``t - labelDelay``.
+judged at ``t`` describes the window that ended at ``t - labelDelay``; an estimated KPI the
+window ending at ``t``. A measured and an estimated KPI are separate series.
 """
 
 from __future__ import annotations
@@ -75,8 +76,18 @@ def minus(spans: Sequence[Span], removed: Sequence[Span]) -> list[Span]:
 
 
 def kpi_outcomes(evaluation: Evaluation) -> tuple[CheckOutcome, ...]:
-    """Every KPI outcome of an evaluation, measured or estimated: each is judged alike."""
-    return evaluation.kpis
+    """Every KPI outcome of an evaluation, measured or estimated: each is counted alike.
+
+    Estimated KPIs (from prediction scores, while labels are late) travel beside the measured
+    ones, in ``evaluation.estimates`` where the evaluation carries them.
+    """
+    estimates: tuple[CheckOutcome, ...] = getattr(evaluation, "estimates", ())
+    return (*evaluation.kpis, *estimates)
+
+
+def _estimated(outcome: CheckOutcome) -> bool:
+    """An estimate describes the current window; a measured KPI the one its labels complete."""
+    return bool(getattr(outcome, "estimated", False))
 
 
 @dataclass(frozen=True)
@@ -213,7 +224,9 @@ def read_history(spec: ModelMonitorSpec, steps: Sequence[Step]) -> History:
     for step, span in zip(steps, spans, strict=True):
         during = any(incident.span.covers(step.time) for incident in incidents)
         for outcome in kpi_outcomes(step.evaluation):
-            delay = delays.get(outcome.name, timedelta(0))
+            estimated = _estimated(outcome)
+            name = f"{outcome.name} (estimated)" if estimated else outcome.name
+            delay = timedelta(0) if estimated else delays.get(outcome.name, timedelta(0))
             described = Span(span.start - delay, span.end - delay)
             silent = outcome.label_rate is not None and outcome.label_rate <= 0
             if outcome.state in (CheckState.NO_DATA, CheckState.ERROR) or silent:
@@ -221,7 +234,7 @@ def read_history(spec: ModelMonitorSpec, steps: Sequence[Step]) -> History:
                 unknown.append(described)
                 continue
             for labels, breached in _series(outcome):
-                readings.append(Reading((outcome.name, labels), step.time, described, breached, during))
+                readings.append(Reading((name, labels), step.time, described, breached, during))
     tolerance = interval * spec.policy.persistence.of
     return History(
         tuple(steps), tuple(spans), tuple(incidents), tuple(readings), tuple(merged(unknown)), tolerance
