@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
@@ -137,17 +138,20 @@ class History:
     def incident_at(self, at: datetime) -> Incident | None:
         return next((i for i in self.incidents if i.span.covers(at)), None)
 
-    def outside(self) -> dict[SeriesId, list[Span]]:
-        """Per KPI series, the time it was outside its bounds."""
+    @cached_property
+    def _outside(self) -> dict[SeriesId, list[Span]]:
         found: dict[SeriesId, list[Span]] = {}
         for reading in self.readings:
             if reading.breached:
                 found.setdefault(reading.series, []).append(reading.span)
         return {series: merged(spans) for series, spans in found.items()}
 
-    def episodes(self) -> dict[SeriesId, list[Span]]:
-        """Per KPI series, each drift episode: from leaving its bounds to being back within them
-        for at least :attr:`tolerance` (shorter returns are noise, and do not end it)."""
+    def outside(self) -> dict[SeriesId, list[Span]]:
+        """Per KPI series, the time it was outside its bounds."""
+        return self._outside
+
+    @cached_property
+    def _episodes(self) -> dict[SeriesId, list[Span]]:
         found: dict[SeriesId, list[Span]] = {}
         for series, spans in self.outside().items():
             episodes: list[Span] = []
@@ -159,10 +163,22 @@ class History:
             found[series] = episodes
         return found
 
+    def episodes(self) -> dict[SeriesId, list[Span]]:
+        """Per KPI series, each drift episode: from leaving its bounds to being back within them
+        for at least :attr:`tolerance` (shorter returns are noise, and do not end it)."""
+        return self._episodes
+
+    @cached_property
+    def _breached(self) -> dict[datetime, list[Reading]]:
+        found: dict[datetime, list[Reading]] = {}
+        for reading in self.readings:
+            if reading.breached:
+                found.setdefault(reading.evaluated, []).append(reading)
+        return found
+
     def breached_at(self, index: int) -> list[Reading]:
         """The KPI series the evaluation at ``index`` saw outside their bounds."""
-        at = self.spans[index]
-        return [r for r in self.readings if r.breached and r.evaluated == at.start]
+        return self._breached.get(self.spans[index].start, [])
 
 
 def _is_hold(decision: Decision | None) -> bool:

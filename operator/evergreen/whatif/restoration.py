@@ -84,10 +84,10 @@ def restored(history: History, runs: Sequence[SimulatedRun]) -> dict[SeriesId, l
     return result
 
 
-def still_outside(history: History, index: int, runs: Sequence[SimulatedRun]) -> bool:
+def still_outside(history: History, index: int, fixed: dict[SeriesId, list[Span]]) -> bool:
     """Whether the evaluation at ``index`` would still see a KPI series outside its bounds that
-    no run so far restores (so a decision driven by KPIs would still stand)."""
-    fixed = restored(history, runs)
+    the runs so far (``fixed``: what :func:`restored` says of them) do not restore (so a decision
+    driven by KPIs would still stand)."""
     return any(minus([reading.span], fixed.get(reading.series, [])) for reading in history.breached_at(index))
 
 

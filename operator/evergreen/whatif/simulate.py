@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from evergreen.api.decisions import Action, Scope
+from evergreen.api.decisions import Action, Decision, Scope
 from evergreen.api.durations import parse_duration
 from evergreen.api.retraining import RetrainingSpec, RetrainingStatus, RetrainRun, RunOutcome
 from evergreen.api.spec import DriftMethod, ModelMonitorSpec
@@ -34,7 +34,7 @@ from evergreen.policy.engine import PolicyState, advance
 from evergreen.retraining.guardrails import blocked, recent_starts
 from evergreen.whatif.history import History
 from evergreen.whatif.policies import Policy, PolicyKind
-from evergreen.whatif.restoration import SimulatedRun, still_outside
+from evergreen.whatif.restoration import SimulatedRun, restored, still_outside
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,27 @@ def naive_threshold(spec: ModelMonitorSpec, policy: Policy) -> float:
     return policy.threshold if policy.threshold is not None else spec.drift.critical
 
 
+def _monitor_decision(
+    spec: ModelMonitorSpec, history: History, index: int, gave_up: bool, state: PolicyState | None
+) -> tuple[Decision, PolicyState | None]:
+    """The monitor's decision at ``index``, and the engine state carried on (None until needed).
+
+    The replay's own decision until retraining gives up; from then on the engine decides again
+    knowing it (Retrain becomes Escalate), as the operator does. Deciding again only from there
+    keeps a long history cheap to price.
+    """
+    step = history.steps[index]
+    if state is None and not gave_up and step.decision is not None:
+        return step.decision, None
+    if state is None:
+        state = PolicyState()
+        for earlier in history.steps[:index]:
+            state = advance(spec, earlier.evaluation, state)
+    state = advance(spec, step.evaluation, state, retraining_gave_up=gave_up)
+    assert state.decision is not None
+    return state.decision, state
+
+
 def simulate(
     spec: ModelMonitorSpec, history: History, policy: Policy, assumptions: Assumptions
 ) -> PolicyRuns:
@@ -216,24 +237,24 @@ def simulate(
         return reason is None
 
     if policy.kind is PolicyKind.MONITOR:
-        state = PolicyState()
         served: datetime | None = None  # the Retrain decision (its since) a restoring run served
         previous: Action | None = None
+        fixed = restored(history, ())
+        state: PolicyState | None = None
         for index, step in enumerate(history.steps):
-            gave_up = guard.giving_up(step.time)
-            state = advance(spec, step.evaluation, state, retraining_gave_up=gave_up)
-            decision = state.decision
-            assert decision is not None
+            decision, state = _monitor_decision(spec, history, index, guard.giving_up(step.time), state)
             if decision.action is Action.ESCALATE and decision.reason == "RetrainingNotHelping":
                 escalations += previous is not Action.ESCALATE
             previous = decision.action
             if decision.action is not Action.RETRAIN:
                 continue
-            if served == decision.since and not still_outside(history, index, guard.runs):
+            if served == decision.since and not still_outside(history, index, fixed):
                 # Served, and the KPIs it was about are restored: the decision would have cleared.
                 continue
-            if want(step.time, decision.reason, decision.scope) and guard.runs[-1].accepted:
-                served = decision.since
+            if want(step.time, decision.reason, decision.scope):
+                fixed = restored(history, guard.runs)
+                if guard.runs[-1].accepted:
+                    served = decision.since
     elif policy.kind is PolicyKind.SCHEDULE:
         due = list(_scheduled(policy, history))
         for step in history.steps:
