@@ -287,6 +287,27 @@ def test_runs_on_broken_data_count_as_failed_until_retraining_gives_up() -> None
     assert [run.start for run in row.runs.runs] == [h(3), h(6)]
     assert row.runs.gave_up == h(9)
     assert row.runs.blocked == {"GaveUp": 5}  # h9, h12, h15, h18, h21
+    result = whatif.compare(
+        spec, steps, whatif.parse_policies("every=3h"), whatif.assumptions_for(spec, None)
+    )
+    assert "every=3h: gave up retraining at 2026-03-02T09:00:00Z (giveUpAfter)" in whatif.render(result)
+
+
+def test_the_monitor_escalates_once_its_runs_keep_landing_on_broken_data() -> None:
+    spec = monitor(retraining={"cooldown": "2h"})
+    steps = hourly(spec, 24, kpi_at=lambda hour: kpi(["*"]), broken=lambda hour: hour in (2, 3, 6, 7))
+    rows = compare(spec, steps, "monitor")
+    row = rows["monitor"]
+    # Precision is out all day: Retrain from h1. Breaks at h2-h3 and h6-h7 are held at h3 and
+    # h7; each incident starts one window before its first break (h1, h5). The run at h1 lands
+    # on the first (ends h3, failed); the cooldown (2h from h3) stops h4, the run at h5 lands on
+    # the second (ends h7, failed): giveUpAfter 2, so from h8 Retrain is Escalate.
+    assert [(run.start, run.on_incident) for run in row.runs.runs] == [(h(1), True), (h(5), True)]
+    assert row.runs.gave_up == h(7)
+    assert row.runs.escalations == 1
+    assert (row.incidents_held, row.incidents_retrained_on) == (0, 2)
+    assert row.kpi_outside == 24 * HOUR  # nothing was restored
+    assert steps[8].decision is not None and steps[8].decision.action is Action.RETRAIN  # as replayed
 
 
 # --- scope: precision per segment, ios out from h2, web out from h10 ------------------------

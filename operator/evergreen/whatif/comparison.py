@@ -169,6 +169,14 @@ def render(comparison: Comparison) -> str:
         lines.append("  ".join(cells).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
+    for o in comparison.outcomes:
+        if o.runs.gave_up is not None:
+            escalated = (
+                f"; Escalate (RetrainingNotHelping) entered {o.runs.escalations}x"
+                if o.runs.escalations
+                else ""
+            )
+            lines.append(f"{o.name}: gave up retraining at {_stamp(o.runs.gave_up)} (giveUpAfter){escalated}")
     lines += [
         "",
         f"as recorded (no run): a KPI outside its bounds for {_hours(comparison.recorded_outside):.1f} h; "
