@@ -37,7 +37,8 @@ def add_arguments(backtest: argparse.ArgumentParser) -> None:
         default=None,
         metavar="POLICIES",
         help="replay the history once and price it under several retraining policies: monitor, "
-        f"every=DURATION[@FIRST], naive-psi[=THRESHOLD] (default: {whatif.DEFAULT_POLICIES})",
+        f"every=DURATION[@FIRST], naive-psi[=THRESHOLD] (default: {whatif.DEFAULT_POLICIES}; "
+        "naive-psi only when spec.drift uses psi)",
     )
     backtest.add_argument(
         "--run-duration",
@@ -55,10 +56,22 @@ def add_arguments(backtest: argparse.ArgumentParser) -> None:
     )
 
 
-def _policies(args: argparse.Namespace) -> list[whatif.Policy]:
+def _policies(args: argparse.Namespace, spec: ModelMonitorSpec) -> list[whatif.Policy]:
     chosen: str | list[whatif.Policy] = args.compare
-    # argparse does not run the type on a const: the default set arrives as text.
-    return policies(chosen) if isinstance(chosen, str) else chosen
+    if not isinstance(chosen, str):
+        return chosen
+    # The default set (argparse does not run the type on a const): a naive PSI alarm only for a
+    # monitor whose drift is PSI, rather than refusing a comparison nobody spelled out.
+    defaults = policies(chosen)
+    return [p for p in defaults if p.kind is not PolicyKind.NAIVE_PSI or _naive_problem(spec, p) is None]
+
+
+def _naive_problem(spec: ModelMonitorSpec, policy: whatif.Policy) -> str | None:
+    try:
+        naive_threshold(spec, policy)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def check(args: argparse.Namespace, spec: ModelMonitorSpec) -> None:
@@ -79,12 +92,9 @@ def check(args: argparse.Namespace, spec: ModelMonitorSpec) -> None:
         whatif.assumptions_for(spec, args.run_duration, args.approval_wait)
     except whatif.MissingRetraining as error:
         raise InputError("--compare", str(error), field="spec.retraining") from None
-    for policy in _policies(args):
-        if policy.kind is PolicyKind.NAIVE_PSI:
-            try:
-                naive_threshold(spec, policy)
-            except ValueError as error:
-                raise InputError("--compare", str(error), field="spec.drift") from None
+    for policy in _policies(args, spec):
+        if policy.kind is PolicyKind.NAIVE_PSI and (problem := _naive_problem(spec, policy)):
+            raise InputError("--compare", problem, field="spec.drift")
 
 
 def comparison(
@@ -94,7 +104,7 @@ def comparison(
     if args.compare is None:
         return None
     assumptions = whatif.assumptions_for(spec, args.run_duration, args.approval_wait)
-    return whatif.compare(spec, steps, _policies(args), assumptions)
+    return whatif.compare(spec, steps, _policies(args, spec), assumptions, step=args.step)
 
 
 def print_comparison(args: argparse.Namespace, result: whatif.Comparison) -> None:

@@ -422,6 +422,28 @@ def test_kpis_without_data_or_labels_count_neither_way() -> None:
     assert result.kpi_unknown == 6 * HOUR
 
 
+def test_an_evaluation_stands_for_the_time_until_the_next_at_most_the_usual_gap() -> None:
+    spec = monitor()
+    # Hourly, then nothing for 10 hours (a gap between recorded spans): the evaluation before
+    # the gap stands for one hour, not eleven.
+    hours = [0, 1, 2, 3, 14, 15]
+    evaluations = [
+        Evaluation(
+            time=h(x), duration_seconds=0, queries=1, kpis=(kpi(["*"]),), data_quality=(null_rate(False),)
+        )
+        for x in hours
+    ]
+    result = whatif.compare(
+        spec,
+        replayed(spec, evaluations),
+        whatif.parse_policies("monitor"),
+        whatif.assumptions_for(spec, None),
+    )
+    assert result.recorded_outside == 6 * HOUR
+    assert result.longest_gap == HOUR
+    assert "(6 evaluations, each standing for up to 1h)" in whatif.render(result)
+
+
 def test_spans_merge_and_cut() -> None:
     spans = [Span(h(0), h(2)), Span(h(1), h(3)), Span(h(5), h(6))]
     assert merged(spans) == [Span(h(0), h(3)), Span(h(5), h(6))]

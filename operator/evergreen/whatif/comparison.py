@@ -24,6 +24,8 @@ class Comparison:
     start: datetime
     end: datetime
     evaluations: int
+    #: The most time one evaluation stands for (longer gaps count for nothing).
+    longest_gap: timedelta
     outcomes: tuple[PolicyOutcome, ...]
     assumptions: Assumptions
     #: Time with a KPI outside its bounds as recorded, and with a KPI unknown (not counted).
@@ -104,16 +106,23 @@ def _duration(value: timedelta) -> str:
 
 
 def compare(
-    spec: ModelMonitorSpec, steps: Sequence[Step], policies: Sequence[Policy], assumptions: Assumptions
+    spec: ModelMonitorSpec,
+    steps: Sequence[Step],
+    policies: Sequence[Policy],
+    assumptions: Assumptions,
+    *,
+    step: timedelta | None = None,
 ) -> Comparison:
-    """Replay ``steps`` (one backtest) under each policy; ValueError on a policy the spec cannot run."""
-    history = read_history(spec, steps)
+    """Price ``steps`` (one replay, evaluated every ``step``) under each policy; ValueError on a
+    policy the spec cannot run."""
+    history = read_history(spec, steps, step)
     notes = _notes(spec, assumptions, policies)
     outcomes = tuple(outcome(spec, history, simulate(spec, history, p, assumptions)) for p in policies)
     return Comparison(
         start=history.start,
         end=history.end,
         evaluations=len(steps),
+        longest_gap=max(span.length for span in history.spans),
         outcomes=outcomes,
         assumptions=assumptions,
         recorded_outside=recorded_kpi_outside(history),
@@ -160,7 +169,8 @@ def render(comparison: Comparison) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
     lines = [
         f"what-if over {_stamp(comparison.start)} .. {_stamp(comparison.end)} "
-        f"({comparison.evaluations} evaluations)",
+        f"({comparison.evaluations} evaluations, each standing for up to "
+        f"{_duration(comparison.longest_gap)})",
         "",
     ]
     for index, row in enumerate(table):
@@ -230,6 +240,7 @@ def document(comparison: Comparison) -> dict[str, object]:
         "start": _stamp(comparison.start),
         "end": _stamp(comparison.end),
         "evaluations": comparison.evaluations,
+        "evaluationHoursAtMost": _hours(comparison.longest_gap),
         "assumptions": {
             "runDurationHours": _hours(a.run_duration),
             "runDurationSource": a.run_duration_source,

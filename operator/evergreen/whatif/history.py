@@ -9,6 +9,7 @@ window ending at ``t``. A measured and an estimated KPI are separate series.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,7 +118,7 @@ class History:
     """The facts of a replay every policy is priced on."""
 
     steps: tuple[Step, ...]
-    #: The time each evaluation stands for (until the next one; the last: one interval).
+    #: The time each evaluation stands for: until the next one, at most :func:`longest_gap`.
     spans: tuple[Span, ...]
     incidents: tuple[Incident, ...]
     readings: tuple[Reading, ...]
@@ -188,10 +189,18 @@ def _is_hold(decision: Decision | None) -> bool:
     )
 
 
-def _spans(steps: Sequence[Step], interval: timedelta) -> list[Span]:
-    times = [step.time for step in steps]
-    ends = [*times[1:], times[-1] + interval]
-    return [Span(start, end) for start, end in zip(times, ends, strict=True)]
+def longest_gap(times: Sequence[datetime], interval: timedelta, step: timedelta | None = None) -> timedelta:
+    """The most time one evaluation stands for: the replay's step (or the monitor's interval),
+    or the usual gap between evaluations if that is longer. A gap beyond it (between the spans
+    of a recording, across an outage) is time nobody looked at, and counts for nothing."""
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(times))
+    usual = gaps[len(gaps) // 2] if gaps else interval
+    return max(step or interval, interval, usual)
+
+
+def _spans(times: Sequence[datetime], longest: timedelta) -> list[Span]:
+    ends = [*times[1:], times[-1] + longest]
+    return [Span(start, min(end, start + longest)) for start, end in zip(times, ends, strict=True)]
 
 
 def _incidents(steps: Sequence[Step], spans: Sequence[Span]) -> list[Incident]:
@@ -225,12 +234,13 @@ def _series(outcome: CheckOutcome) -> Iterator[tuple[tuple[tuple[str, str], ...]
         yield tuple(sorted(outcome.labels.items())), outcome.state is CheckState.BREACHED
 
 
-def read_history(spec: ModelMonitorSpec, steps: Sequence[Step]) -> History:
-    """Timeline, incidents and KPI readings of a replay (``steps`` in time order)."""
+def read_history(spec: ModelMonitorSpec, steps: Sequence[Step], every: timedelta | None = None) -> History:
+    """Timeline, incidents and KPI readings of a replay (``steps`` in time order, evaluated
+    ``every`` so often: default the monitor's interval)."""
     if not steps:
         raise ValueError("a what-if comparison needs at least one replayed evaluation")
     interval = parse_duration(spec.interval)
-    spans = _spans(steps, interval)
+    spans = _spans([s.time for s in steps], longest_gap([s.time for s in steps], interval, every))
     incidents = _incidents(steps, spans)
     delays = {
         kpi.name: parse_duration(kpi.label_delay) if kpi.label_delay else timedelta(0) for kpi in spec.kpis
