@@ -20,7 +20,7 @@ import pytest
 from evergreen import whatif
 from evergreen.analysis import AlignedHistograms, DriftScores, SeriesKey
 from evergreen.analysis.drift import DriftMethod
-from evergreen.api.decisions import Action
+from evergreen.api.decisions import Action, Decision
 from evergreen.api.resource import parse_spec
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import CheckOutcome, CheckSeries, CheckState
@@ -308,6 +308,49 @@ def test_the_monitor_escalates_once_its_runs_keep_landing_on_broken_data() -> No
     assert (row.incidents_held, row.incidents_retrained_on) == (0, 2)
     assert row.kpi_outside == 24 * HOUR  # nothing was restored
     assert steps[8].decision is not None and steps[8].decision.action is Action.RETRAIN  # as replayed
+
+
+def decided(spec: ModelMonitorSpec, hours: int, decisions: dict[int, tuple[Action, str, int]]) -> list[Step]:
+    """Precision out of bounds from h2 to h12, with the replay's decisions given by hand
+    (hour -> action, reason, since hour; NoAction elsewhere)."""
+    steps = []
+    for hour in range(hours):
+        evaluation = Evaluation(
+            time=h(hour),
+            duration_seconds=0,
+            queries=2,
+            data_quality=(null_rate(False),),
+            kpis=(kpi(["*"] if 2 <= hour <= 12 else []),),
+        )
+        action, reason, since = decisions.get(hour, (Action.NO_ACTION, "Healthy", hour))
+        decision = Decision(
+            action=action, reason=reason, message="m", time=h(hour), since=h(since), enforced=True
+        )
+        steps.append(Step(h(hour), evaluation, decision))
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("reason", "blocked"),
+    [
+        # Resting on KPIs the h2 run restored (from h4 to the episode's end, h13): no new run.
+        # (At h3 the first Retrain still stands: its run is under way.)
+        ("ConceptDrift", {"Concurrency": 1}),
+        # Resting on the model's outputs: a new trigger, which the cooldown stops (h7..h11).
+        ("PredictionDrift", {"Concurrency": 1, "Cooldown": 5}),
+    ],
+)
+def test_a_new_retrain_on_kpis_a_run_restored_would_not_have_been_decided(
+    reason: str, blocked: dict[str, int]
+) -> None:
+    spec = monitor()
+    decisions = {hour: (Action.RETRAIN, "DriftHurtsKPIs", 2) for hour in range(2, 6)}
+    decisions[6] = (Action.WATCH, "DriftWithoutImpact", 6)
+    decisions |= {hour: (Action.RETRAIN, reason, 7) for hour in range(7, 12)}
+    row = compare(spec, decided(spec, 24, decisions), "monitor")["monitor"]
+    assert [run.start for run in row.runs.runs] == [h(2)]
+    assert row.runs.blocked == blocked
+    assert row.kpi_outside == 2 * HOUR  # h2..h4
 
 
 # --- scope: precision per segment, ios out from h2, web out from h10 ------------------------

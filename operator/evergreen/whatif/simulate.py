@@ -200,6 +200,10 @@ def naive_threshold(spec: ModelMonitorSpec, policy: Policy) -> float:
     return policy.threshold if policy.threshold is not None else spec.drift.critical
 
 
+#: Retrain reasons that rest on KPIs outside their bounds.
+_ON_KPIS = frozenset({"DriftHurtsKPIs", "ConceptDrift"})
+
+
 def _monitor_decision(
     spec: ModelMonitorSpec, history: History, index: int, gave_up: bool, state: PolicyState | None
 ) -> tuple[Decision, PolicyState | None]:
@@ -248,8 +252,9 @@ def simulate(
             previous = decision.action
             if decision.action is not Action.RETRAIN:
                 continue
-            if served == decision.since and not still_outside(history, index, fixed):
-                # Served, and the KPIs it was about are restored: the decision would have cleared.
+            served_before = served == decision.since or (guard.runs and decision.reason in _ON_KPIS)
+            if served_before and not still_outside(history, index, fixed):
+                # The KPIs it rests on are restored by a run: the decision would have cleared.
                 continue
             if want(step.time, decision.reason, decision.scope):
                 fixed = restored(history, guard.runs)
