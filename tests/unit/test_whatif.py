@@ -591,3 +591,18 @@ def test_the_command_refuses_what_it_cannot_price_before_replaying(
     ]
     assert main([*argv, "--end", "2026-01-05T01:00:00Z", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_bundled_recording_is_compared_with_its_own_monitor(capsys: pytest.CaptureFixture[str]) -> None:
+    recording = Path(__file__).parents[2] / "operator" / "evergreen" / "data" / "showcase.recording.json.gz"
+    assert main(["backtest", "--recording", str(recording), "--compare", "--output", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The example monitor uses PSI: --compare alone compares all four default policies.
+    assert [row["policy"] for row in rows] == ["monitor", "every=7d", "every=30d", "naive-psi"]
+    monitor_row = rows[0]
+    # The recording holds the showcase's pipeline breaks: the monitor holds them, never retrains.
+    assert monitor_row["retrainsStarted"] == 0 and monitor_row["incidentsRetrainedOn"] == 0
+    assert monitor_row["incidentsHeld"] == monitor_row["recorded"]["incidents"] > 0
+    # The example's rollout (4 steps of 10m) and its 6h timeout make the time to effect.
+    assert monitor_row["assumptions"]["timeToEffectHours"] == round(6 + 40 / 60, 2)
+    assert any("spec.mode is Observe" in note for note in monitor_row["assumptions"]["notes"])
