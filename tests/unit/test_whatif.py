@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from evergreen import whatif
 from evergreen.analysis import AlignedHistograms, DriftScores, SeriesKey
@@ -606,3 +607,13 @@ def test_the_bundled_recording_is_compared_with_its_own_monitor(capsys: pytest.C
     # The example's rollout (4 steps of 10m) and its 6h timeout make the time to effect.
     assert monitor_row["assumptions"]["timeToEffectHours"] == round(6 + 40 / 60, 2)
     assert any("spec.mode is Observe" in note for note in monitor_row["assumptions"]["notes"])
+
+
+def test_the_scenario_monitor_passes_the_crds_rules() -> None:
+    from tests.unit.test_crd_rules import failed_rules, spec_schema
+
+    document = yaml.safe_load((Path(__file__).parents[2] / "examples" / "scenario-monitor.yaml").read_text())
+    failures: list[str] = []
+    failed_rules(spec_schema(), document["spec"], failures)
+    assert failures == []
+    assert parse_spec(document["spec"]).retraining is not None
