@@ -29,7 +29,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evergreen import __version__
+from evergreen import __version__, cli_whatif
 from evergreen import cli_arguments as arg
 from evergreen.api.durations import parse_duration
 from evergreen.api.manifest import Manifest, load_manifest, read_text
@@ -261,9 +261,11 @@ def _backtest_report(
         name=manifest.name or spec.model,
         namespace=_namespace(manifest, args.namespace),
         source=source,
+        comparison=cli_whatif.comparison(args, spec, steps),
     )
     review.write(history, args.report, generated=datetime.now(UTC))
-    print(f"report -> {args.report}")
+    # Machine-readable output stays parseable: the note goes beside it.
+    print(f"report -> {args.report}", file=sys.stdout if args.output == "text" else sys.stderr)
 
 
 def list_scenarios() -> str:
@@ -282,7 +284,9 @@ def _finish_backtest(args: argparse.Namespace, spec: ModelMonitorSpec, steps: Se
     """Print a replay as asked (text or JSON lines); the exit code says whether anything was judged."""
     from evergreen import backtest
 
-    if args.output == "jsonl":
+    if (comparison := cli_whatif.comparison(args, spec, steps)) is not None:
+        cli_whatif.print_comparison(args, comparison)
+    elif args.output == "jsonl":
         for line in backtest.jsonl(steps):
             print(line)
     else:
@@ -305,6 +309,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             manifest = load_manifest(args.file)
         else:
             manifest = load_manifest_from(str(args.recording), recording.monitor)
+        cli_whatif.check(args, manifest.spec())
         steps = asyncio.run(
             backtest.replay(
                 manifest.spec(),
@@ -323,6 +328,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
     manifest = load_manifest(args.file)
     spec = manifest.spec()
+    cli_whatif.check(args, spec)
     step = _step(args, spec)
     arg.check_evaluations("--start/--end", args.start, args.end, step)
     # Persistence counts evaluations at the monitor's interval: a longer step samples the
@@ -973,9 +979,10 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
     backtest.add_argument("--every", action="store_true", help="print every evaluation, not only changes")
     backtest.add_argument(
         "--output",
-        choices=["text", "jsonl"],
+        choices=["text", "jsonl", "json"],
         default="text",
-        help="jsonl: one JSON object per evaluation (time, decision, reason, message, scope, evidence)",
+        help="jsonl: one JSON object per evaluation (time, decision, reason, message, scope, evidence); "
+        "with --compare, one per policy; json: the --compare table as one document",
     )
     backtest.add_argument(
         "--list-scenarios", action="store_true", help="list the built-in scenarios with the span each covers"
@@ -987,6 +994,7 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
         metavar="FILE.html",
         help="also write the replay as one self-contained HTML page (needs evergreen[report])",
     )
+    cli_whatif.add_arguments(backtest)
     backtest.set_defaults(handler=cmd_backtest)
 
     def monitor_options(cmd: argparse.ArgumentParser) -> None:

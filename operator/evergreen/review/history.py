@@ -22,6 +22,7 @@ from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import CheckOutcome, CheckState, ModelMonitorStatus
 from evergreen.errors import ReportError
 from evergreen.observation.evaluate import DriftResult
+from evergreen.whatif import Comparison
 
 #: The signals of a drift heat map, as status and metrics name them.
 FEATURE_DRIFT = "feature"
@@ -87,6 +88,8 @@ class MonitorHistory:
     data_quality: tuple[CheckSeries, ...]
     summary: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: The what-if table of retraining policies over the same history (backtest --compare).
+    comparison: Comparison | None = None
 
 
 def _thresholds(spec: ModelMonitorSpec | None) -> dict[str, Thresholds]:
@@ -149,9 +152,16 @@ def _name_order(spec: ModelMonitorSpec | None, kind: str, seen: Iterable[str]) -
 
 
 def from_backtest(
-    steps: Sequence[backtest.Step], spec: ModelMonitorSpec, *, name: str, namespace: str, source: str
+    steps: Sequence[backtest.Step],
+    spec: ModelMonitorSpec,
+    *,
+    name: str,
+    namespace: str,
+    source: str,
+    comparison: Comparison | None = None,
 ) -> MonitorHistory:
-    """The full history of a replay: every evaluation, every series."""
+    """The full history of a replay: every evaluation, every series (and, with ``comparison``,
+    the what-if table of retraining policies over it)."""
     if not steps:
         raise ReportError("nothing to report: the replay made no evaluation")
     times = tuple(step.time for step in steps)
@@ -193,6 +203,7 @@ def from_backtest(
             _check_series(_name_order(spec, "dataQuality", {k for at in quality for k in at}), quality)
         ),
         summary=tuple(rows),
+        comparison=comparison,
     )
 
 
