@@ -104,7 +104,15 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
         },
     ],
     "DataQualityCheck": _MIN_OR_MAX,
-    "Kpi": _MIN_OR_MAX,
+    "Kpi": [
+        *_MIN_OR_MAX,
+        {
+            "rule": "!has(self.estimate) || has(self.labelDelay)",
+            "message": "estimate needs labelDelay: the estimate covers the windows whose labels are "
+            "not complete, and is checked against the KPI once they are",
+            "fieldPath": ".estimate",
+        },
+    ],
     "Persistence": [
         {"rule": "self.needed <= self.of", "message": "needed must not exceed of", "fieldPath": ".needed"},
     ],
