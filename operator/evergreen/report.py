@@ -61,8 +61,16 @@ def _check_rows(outcomes: Sequence[CheckOutcome]) -> list[list[str]]:
         )
         value = "-" if outcome.value is None else f"{outcome.value:.4g}"
         labels = ",".join(f"{k}={v}" for k, v in sorted(outcome.labels.items())) or "*"
-        rows.append([outcome.state.value, outcome.name, value, bounds, labels, outcome.message or ""])
+        note = outcome.message or ""
+        if outcome.calibration is not None and outcome.calibration.message:
+            labelled = f"labelled window to {outcome.calibration.window_end:%Y-%m-%dT%H:%MZ}: "
+            note = "; ".join(part for part in (note, labelled + outcome.calibration.message) if part)
+        rows.append([outcome.state.value, outcome.display_name, value, bounds, labels, note])
     return rows
+
+
+#: The heading of estimated KPIs wherever they are listed: what they are, and what they assume.
+ESTIMATES_TITLE = "Estimated KPIs (from prediction scores, assuming calibrated scores; not measured):"
 
 
 def render_evaluation(
@@ -86,6 +94,9 @@ def render_evaluation(
     if evaluation.kpis:
         lines.append("KPIs:")
         lines += ["  " + line for line in _table(headers, _check_rows(evaluation.kpis))]
+    if evaluation.estimates:
+        lines.append(ESTIMATES_TITLE)
+        lines += ["  " + line for line in _table(headers, _check_rows(evaluation.estimates))]
     if evaluation.problems:
         lines.append("Problems:")
         lines += [f"  {p.kind.value}: {p.field}: {p.message}" for p in evaluation.problems]
@@ -150,9 +161,12 @@ def render_status(name: str, namespace: str, spec_model: str, mode: str, status:
                 "    " + line for line in _table(["severity", "feature", "segment", "score", "n_eff"], rows)
             ]
         checks = [*evaluation.data_quality, *evaluation.kpis]
+        headers = ["state", "name", "value", "bounds", "series", "note"]
         if checks:
-            headers = ["state", "name", "value", "bounds", "series", "note"]
             lines += ["  " + line for line in _table(headers, _check_rows(checks))]
+        if evaluation.estimates:
+            lines.append("  " + ESTIMATES_TITLE)
+            lines += ["    " + line for line in _table(headers, _check_rows(evaluation.estimates))]
     if status.decision is not None:
         lines.append(render_decision(status.decision, history=status.history))
     else:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from evergreen.api.base import StatusModel
-from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.decisions import Assessment, Decision, DecisionRecord, estimated_name
 from evergreen.api.delivery import HoldStatus, RolloutStatus
 from evergreen.api.retraining import RetrainingStatus
 
@@ -156,11 +156,6 @@ class CheckOutcome(StatusModel):
     def display_name(self) -> str:
         """The name as people read it: an estimate says so."""
         return estimated_name(self.name) if self.estimated else self.name
-
-
-def estimated_name(name: str) -> str:
-    """How an estimated KPI is named wherever it is shown beside measured ones."""
-    return f"{name} (estimated)"
 
 
 class EvaluationSummary(StatusModel):
