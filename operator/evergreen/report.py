@@ -63,8 +63,7 @@ def _check_rows(outcomes: Sequence[CheckOutcome]) -> list[list[str]]:
         labels = ",".join(f"{k}={v}" for k, v in sorted(outcome.labels.items())) or "*"
         note = outcome.message or ""
         if outcome.calibration is not None and outcome.calibration.message:
-            labelled = f"labelled window to {outcome.calibration.window_end:%Y-%m-%dT%H:%MZ}: "
-            note = "; ".join(part for part in (note, labelled + outcome.calibration.message) if part)
+            note = "; ".join(part for part in (note, outcome.calibration.message) if part)
         rows.append([outcome.state.value, outcome.display_name, value, bounds, labels, note])
     return rows
 

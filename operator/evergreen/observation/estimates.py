@@ -68,6 +68,10 @@ def _judged(kpi: Kpi, rows: list[tuple[dict[str, str], float, float]]) -> CheckO
     return outcome.model_copy(update={"estimated": True})
 
 
+def _where(labels: Mapping[str, str]) -> str:
+    return f" [{','.join(f'{k}={v}' for k, v in sorted(labels.items()))}]" if labels else ""
+
+
 def calibration_check(
     estimate: KpiEstimate,
     kpi: Kpi,
@@ -109,8 +113,8 @@ def calibration_check(
         estimate=round(value, 6),
         measured=round(truth_value, 6),
         series=len(compared),
-        message=f"estimated {value:.4g}, measured {truth_value:.4g}: gap {gap:.3g} {verdict} "
-        f"tolerance {estimate.tolerance:g}",
+        message=f"labelled window to {window_end:%Y-%m-%dT%H:%MZ}{_where(labels)}: estimated "
+        f"{value:.4g}, measured {truth_value:.4g}, gap {gap:.3g} {verdict} tolerance {estimate.tolerance:g}",
     )
 
 
