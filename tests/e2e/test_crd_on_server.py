@@ -83,7 +83,26 @@ FULL_SPEC: dict[str, Any] = {
     },
     "dataQuality": [{"name": "null-rate", "query": 'max(null_rate{model="{{model}}"})', "max": 0.05}],
     "kpis": [
-        {"name": "precision", "query": 'avg(precision{model="{{model}}"})', "min": 0.88, "onNoData": "Hold"}
+        {
+            "name": "precision",
+            "query": 'avg(precision{model="{{model}}"})',
+            "min": 0.88,
+            "onNoData": "Hold",
+            "labelDelay": "6h",
+            "labelsQuery": 'sum(rate(model_label_outcomes_total{model="{{model}}"}[15m]))',
+            "samplesQuery": 'sum(increase(model_label_outcomes_total{model="{{model}}"}[1h]))',
+            "minSamples": 100,
+            "estimate": {
+                "histogram": "model_prediction_score",
+                "metric": "precision",
+                "threshold": 0.5,
+                "modelLabel": "model",
+                "matchLabels": {"env": "prod"},
+                "segmentBy": ["segment"],
+                "window": "1h",
+                "tolerance": 0.05,
+            },
+        }
     ],
     "policy": {
         "persistence": {"of": 3, "needed": 2},
@@ -421,6 +440,13 @@ CEL_ROWS = [
     Row("KPI without bounds", {"spec.kpis[0].min": ABSENT}, "spec.kpis[0]", "set min, max or both"),
     Row("KPI min above max", {"spec.kpis[0].max": 0.5}, "spec.kpis[0]", "min must not exceed max"),
     Row(
+        "KPI estimate without labelDelay",
+        {"spec.kpis[0].labelDelay": ABSENT},
+        "spec.kpis[0]",
+        "estimate needs labelDelay: the estimate covers the windows whose labels are not complete, "
+        "and is checked against the KPI once they are",
+    ),
+    Row(
         "data-quality min above max",
         {"spec.dataQuality[0].min": 0.5},
         "spec.dataQuality[0]",
@@ -548,7 +574,11 @@ CEL_ROWS = [
             "keys must be Prometheus label names (letters, digits and _, not starting with a digit), "
             "at most 128 characters",
         )
-        for field in ("spec.drift.matchLabels", "spec.predictionDrift.matchLabels")
+        for field in (
+            "spec.drift.matchLabels",
+            "spec.predictionDrift.matchLabels",
+            "spec.kpis[0].estimate.matchLabels",
+        )
     ),
     Row(
         "header name with a space",
