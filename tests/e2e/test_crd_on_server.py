@@ -911,7 +911,14 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
                     "reason": "Evaluated",
                     "message": "",
                     "lastTransitionTime": "2026-12-07T10:00:00Z",
-                }
+                },
+                {
+                    "type": "EstimateTrusted",
+                    "status": "False",
+                    "reason": "CalibrationDrift",
+                    "message": "precision: gap 0.21 beyond tolerance 0.05",
+                    "lastTransitionTime": "2026-12-07T10:00:00Z",
+                },
             ],
             "decision": {
                 "action": "Retrain",
@@ -961,9 +968,10 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
             "REASON",
             "STATUS",
             "DRIFT",
+            "ESTIMATE",
             "AGE",
         ]
-        assert row.split()[5:8] == ["CriticalDrift", "Evaluated", "0.31"]
+        assert row.split()[5:9] == ["CriticalDrift", "Evaluated", "0.31", "CalibrationDrift"]
         by_category = kubectl(
             plane.tools, plane.kubeconfig, "get", "evergreen", "-n", NAMESPACE, "-o", "name"
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 from evergreen.analysis.estimation import EstimatedMetric
 from evergreen.api.decisions import Action
@@ -197,3 +199,25 @@ def test_explain_text_marks_the_estimate() -> None:
     assert "Estimated KPIs (from prediction scores, assuming calibrated scores; not measured):" in text
     assert "precision (estimated)" in text
     assert "labelled window to 2026-03-01T18:00Z" in text
+
+
+def test_backtest_text_jsonl_and_report_mark_the_estimate(tmp_path: Path) -> None:
+    from evergreen import backtest, review
+
+    drift, fixed = T0 + 4 * HOUR, T0 + 12 * HOUR
+    world = World(lambda at: (0.6, 2.0, 2.0 if drift <= at < fixed else 1.0))
+    spec = monitor(0.3)
+    steps = asyncio.run(backtest.replay(spec, world, [T0 + h * HOUR for h in range(20)], namespace="ml"))
+    text = backtest.render(steps, spec=spec)
+    assert "precision (estimated): estimated from prediction scores (assumed calibrated)" in text
+    assert "untrusted (calibration drift) in" in text
+    records = [json.loads(line) for line in backtest.jsonl(steps)]
+    first = records[0]["estimates"][0]
+    assert first["estimated"] is True and first["kpi"] == "precision" and first["trusted"] is True
+    assert any(not r["estimates"][0]["trusted"] for r in records)
+    history = review.from_backtest(steps, spec, name="fraud", namespace="ml", source="test")
+    assert "precision (estimated)" in [kpi.name for kpi in history.kpis]
+    assert any(label == "precision (estimated)" and "untrusted" in value for label, value in history.summary)
+    page = tmp_path / "report.html"
+    review.write(history, page, generated=T0)
+    assert "precision (estimated)" in page.read_text()

@@ -256,7 +256,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         {
             "name": "Estimate",
             "type": "string",
-            "description": "Whether KPI estimates from prediction scores are trusted (CalibrationDrift: not).",
+            "description": "Whether KPI estimates are trusted (CalibrationDrift: not).",
             "jsonPath": '.status.conditions[?(@.type=="EstimateTrusted")].reason',
             "priority": 1,
         },
