@@ -16,12 +16,16 @@ import pytest
 
 from evergreen.api.decisions import Action
 from evergreen.backtest import Step, evaluation_times
+from evergreen.cli import main
 from evergreen.simulation import BinaryNotFoundError, catalog
 from evergreen.simulation.prometheus import PROMETHEUS_ENV, PROMTOOL_ENV, find_binary
 from evergreen.simulation.suite import BY_SCENARIO, expectation_spec, replay_scenario
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "fraud-detector-estimated.yaml"
+DOCS = ROOT / "docs" / "estimates.md"
 INCIDENT = catalog.INCIDENT_AT
 DELAY = catalog.LABEL_DELAY
 #: Largest |estimate - measured precision| on a calibrated model's labelled windows: an hour of
@@ -105,3 +109,30 @@ def test_a_miscalibrated_model_is_caught_by_its_labels(workdir: Path) -> None:
     assert retrain is not None and retrain >= INCIDENT + DELAY
     decision = steps[-1].decision
     assert decision is not None and "not used (calibration drift" in decision.message
+
+
+def test_the_documented_example_runs_as_documented(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    code = main(
+        [
+            "backtest",
+            "-f",
+            str(EXAMPLE),
+            "--scenario",
+            "miscalibrated_model",
+            "--start",
+            "2026-01-07T23:30:00Z",
+            "--end",
+            "2026-01-08T08:00:00Z",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "2026-01-08 06:20      Retrain              ConceptDrift" in out
+    assert (
+        "not used (calibration drift: the estimate disagrees with the labels): precision (estimated)" in out
+    )
+    assert "untrusted (calibration drift) in 21, first 2026-01-08T06:20:00+00:00" in out
+    # The lines docs/estimates.md quotes are the ones printed.
+    printed = set(out.splitlines())
+    quoted = [line for line in DOCS.read_text().splitlines() if line.startswith("2026-01-08 06:")]
+    assert quoted and all(line in printed for line in quoted)

@@ -221,3 +221,12 @@ def test_backtest_text_jsonl_and_report_mark_the_estimate(tmp_path: Path) -> Non
     page = tmp_path / "report.html"
     review.write(history, page, generated=T0)
     assert "precision (estimated)" in page.read_text()
+
+
+def test_the_example_declares_what_the_suite_judges() -> None:
+    from evergreen.api.manifest import load_manifest
+    from evergreen.simulation.suite import ESTIMATED_KPIS
+
+    example = Path(__file__).parents[2] / "examples" / "fraud-detector-estimated.yaml"
+    spec = load_manifest(example).spec()
+    assert spec.kpis == parse_spec({"model": "m", "kpis": list(ESTIMATED_KPIS)}).kpis
