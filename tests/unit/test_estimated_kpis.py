@@ -230,3 +230,59 @@ def test_the_example_declares_what_the_suite_judges() -> None:
     example = Path(__file__).parents[2] / "examples" / "fraud-detector-estimated.yaml"
     spec = load_manifest(example).spec()
     assert spec.kpis == parse_spec({"model": "m", "kpis": list(ESTIMATED_KPIS)}).kpis
+
+
+def test_a_threshold_between_bounds_is_rejected_naming_the_field_and_the_bounds() -> None:
+    spec = parse_spec(
+        {
+            "model": "fraud",
+            "interval": "1h",
+            "kpis": [
+                {
+                    "name": "precision",
+                    "query": "precision_1h",
+                    "min": 0.6,
+                    "labelDelay": "6h",
+                    "estimate": {
+                        "histogram": "model_prediction_score",
+                        "metric": "precision",
+                        "threshold": 0.52,
+                    },
+                }
+            ],
+        }
+    )
+    world = World(lambda at: (0.6, 2.0, 1.0))
+    evaluation = asyncio.run(evaluate(spec, world, T0 + DELAY, namespace="ml"))
+    [problem] = [p for p in evaluation.problems if p.field.startswith("spec.kpis[0].estimate")]
+    assert problem.field == "spec.kpis[0].estimate.threshold"
+    assert problem.kind.value == "Rejected"
+    assert "0.52 is not a bucket bound" in problem.message and "0.5, 0.55" in problem.message
+    assert "set spec.kpis[0].estimate.threshold to one of them" in problem.message
+    assert evaluation.estimates[0].state is CheckState.ERROR
+    conditions = merge_conditions([], evaluation_drafts(spec, evaluation), now=T0, generation=1)
+    ready = next(c for c in conditions if c.type == ConditionType.READY)
+    assert (ready.status.value, ready.reason) == ("False", "InvalidQuery")
+    assert "spec.kpis[0].estimate.threshold" in ready.message
+
+
+def test_an_estimate_reads_the_scores_now_and_at_the_end_of_the_labelled_window() -> None:
+    asked: list[tuple[str, datetime]] = []
+
+    class Recorder(World):
+        async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
+            asked.append((field, at))
+            return await super().instant(query, at, field=field)
+
+    at = T0 + 2 * DELAY
+    evaluation = asyncio.run(evaluate(monitor(0.6), Recorder(lambda _: (0.6, 2.0, 1.0)), at, namespace="ml"))
+    assert sorted(asked) == sorted(
+        [
+            ("spec.kpis[0].query", at - DELAY),
+            ("spec.kpis[0].estimate", at),
+            ("spec.kpis[0].estimate", at - DELAY),
+        ]
+    )
+    assert evaluation.queries == 3
+    calibration = evaluation.estimates[0].calibration
+    assert calibration is not None and calibration.window_end == at - DELAY
