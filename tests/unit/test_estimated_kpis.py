@@ -286,3 +286,49 @@ def test_an_estimate_reads_the_scores_now_and_at_the_end_of_the_labelled_window(
     assert evaluation.queries == 3
     calibration = evaluation.estimates[0].calibration
     assert calibration is not None and calibration.window_end == at - DELAY
+
+
+class SegmentedWorld:
+    """Two segments; ``web``'s scores fall at ``change``, ``ios`` stays put (labels calibrated)."""
+
+    def __init__(self, change: datetime) -> None:
+        self.change = change
+
+    def regime(self, segment: str, at: datetime) -> Labelled:
+        return traffic(0.6, 2.0, 1.0) if segment == "ios" or at < self.change else traffic(0.4, 4.0, 1.0)
+
+    async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
+        samples: list[Sample] = []
+        for segment in ("web", "ios"):
+            data = self.regime(segment, at)
+            if field == "spec.kpis[0].query":
+                samples.append(Sample({"segment": segment}, data.truth(EstimatedMetric.PRECISION, 0.5)))
+            else:
+                samples += [Sample(labels, value) for labels, value in data.histogram(segment)]
+        return QueryResult(query, tuple(samples))
+
+
+def test_an_estimated_breach_in_one_segment_scopes_the_retrain_to_it() -> None:
+    raw = monitor(0.6).model_dump(by_alias=True, exclude_none=True)
+    raw["kpis"][0]["estimate"]["segmentBy"] = ["segment"]
+    spec = parse_spec(raw)
+    change = T0 + 2 * HOUR
+    state = PolicyState()
+    for hour in range(5):
+        evaluation = asyncio.run(evaluate(spec, SegmentedWorld(change), T0 + hour * HOUR, namespace="ml"))
+        state = advance(spec, evaluation, state)
+    decision = state.decision
+    assert decision is not None and (decision.action, decision.reason) == (Action.RETRAIN, "ConceptDrift")
+    assert decision.scope is not None and decision.scope.segments == ["segment=web"]
+    assert {e.segment for e in decision.evidence if e.signal == "kpiEstimate"} == {"segment=web"}
+
+
+def test_explain_of_a_status_lists_estimates_apart_from_measured_kpis() -> None:
+    from evergreen.api.status import ModelMonitorStatus
+    from evergreen.report import render_status
+
+    status = ModelMonitorStatus(last_evaluation=estimated(0.5, 0.2, T0).summary())
+    text = render_status("fraud", "ml", "fraud", "Enforce", status)
+    measured, estimates = text.split("Estimated KPIs")
+    assert "precision (estimated)" not in measured and "precision (estimated)" in estimates
+    assert "not measured" in estimates
