@@ -18,6 +18,7 @@ from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import Evaluation, evaluate
 from evergreen.policy.engine import BaselineBounds, PolicyState, advance, baseline_bounds
+from evergreen.report import estimate_lines, estimates_json
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
 
@@ -29,6 +30,8 @@ class Step:
     time: datetime
     evaluation: Evaluation
     decision: Decision | None
+    #: KPIs whose estimate calibration drift kept out of this decision.
+    estimates_untrusted: tuple[str, ...] = ()
 
     @property
     def judged(self) -> bool:
@@ -136,7 +139,8 @@ async def replay(
         evaluation = unbounded if bounds == first else await evaluate_at(at, bounds)
         # Like the operator, decide on every evaluation: one without data decides Unknown.
         state = advance(spec, evaluation, state)
-        steps.append(Step(at, evaluation, state.decision))
+        untrusted = tuple(state.assessment.estimates_untrusted) if state.assessment else ()
+        steps.append(Step(at, evaluation, state.decision, untrusted))
     return steps
 
 
@@ -241,6 +245,7 @@ def render(steps: Sequence[Step], *, every: bool = False, spec: ModelMonitorSpec
     )
     for action, at in sorted(summary.first.items(), key=lambda item: item[1]):
         lines.append(f"  first {action.value}: {at.isoformat()}")
+    lines += estimate_lines(steps)
     return "\n".join(lines)
 
 
@@ -261,4 +266,6 @@ def jsonl(steps: Sequence[Step]) -> Iterator[str]:
             ),
             "evidence": [item.render() for item in d.evidence] if d else [],
         }
+        if step.evaluation.estimates:
+            record["estimates"] = estimates_json(step)
         yield json.dumps(record, sort_keys=False)

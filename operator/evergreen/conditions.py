@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from evergreen.api.decisions import Assessment
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import (
     CheckOutcome,
@@ -32,6 +33,7 @@ ORDER = [
     ConditionType.PREDICTION_DRIFTING,
     ConditionType.DATA_QUALITY_DEGRADED,
     ConditionType.KPI_BREACHED,
+    ConditionType.ESTIMATE_TRUSTED,
     ConditionType.RETRAINING,
     ConditionType.ROLLOUT,
 ]
@@ -45,6 +47,8 @@ class ConditionDraft:
     status: ConditionStatus
     reason: str
     message: str
+    #: The condition no longer applies (its feature was removed from the spec): drop it.
+    retire: bool = False
 
 
 def merge_conditions(
@@ -61,6 +65,9 @@ def merge_conditions(
     """
     by_type = {c.type: c for c in previous}
     for draft in drafts:
+        if draft.retire:
+            by_type.pop(draft.type, None)
+            continue
         old = by_type.get(draft.type)
         transition = old.last_transition_time if old is not None and old.status == draft.status else now
         by_type[draft.type] = Condition(
@@ -182,8 +189,49 @@ def _missing_reason(missing: Sequence[SignalProblem]) -> str:
     return "NoData"
 
 
-def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[ConditionDraft]:
-    """Every condition after an evaluation that reached Prometheus."""
+def _estimates_draft(
+    spec: ModelMonitorSpec, evaluation: Evaluation, assessment: Assessment | None
+) -> ConditionDraft:
+    """Whether KPI estimates still agree with the labels once they arrive (see policy.calibration)."""
+    kind = ConditionType.ESTIMATE_TRUSTED
+    declared = [kpi.name for kpi in spec.kpis if kpi.estimate is not None]
+    if not declared:
+        return ConditionDraft(kind, F, "NotConfigured", "", retire=True)
+    checks = {o.name: o.calibration for o in evaluation.estimates if o.calibration is not None}
+    untrusted = list(assessment.estimates_untrusted) if assessment is not None else []
+    if untrusted:
+        parts = []
+        for name in untrusted[:3]:
+            check = checks.get(name)
+            seen = check.message if check is not None and check.message else "no labelled window compared now"
+            parts.append(f"{name}: {seen}")
+        return ConditionDraft(
+            kind,
+            F,
+            "CalibrationDrift",
+            "; ".join(parts) + " — the estimate differs from the labels persistently, so it is not used "
+            "for decisions until the gap is seen within tolerance again",
+        )
+    compared = {name: check for name, check in checks.items() if check.gap is not None}
+    if not compared:
+        return ConditionDraft(
+            kind,
+            T,
+            "NotComparedYet",
+            f"no labelled window to compare yet for {', '.join(declared)}: the estimates are used as "
+            "declared (scores taken as calibrated)",
+        )
+    text = "; ".join(f"{name}: {check.message}" for name, check in list(compared.items())[:3])
+    return ConditionDraft(kind, T, "CalibrationHeld", text)
+
+
+def evaluation_drafts(
+    spec: ModelMonitorSpec, evaluation: Evaluation, assessment: Assessment | None = None
+) -> list[ConditionDraft]:
+    """Every condition after an evaluation that reached Prometheus.
+
+    ``assessment`` (the policy's, for this evaluation) says which KPI estimates are trusted.
+    """
     problems = evaluation.problems
     rejected = [p for p in problems if p.kind is ProblemKind.REJECTED]
     invalid = [p for p in problems if p.kind is ProblemKind.INVALID]
@@ -197,6 +245,7 @@ def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[Co
         + int(spec.prediction_drift is not None)
         + len(spec.data_quality)
         + len(spec.kpis)
+        + len(evaluation.estimates)
     )
     if rejected:
         ready = ConditionDraft(ConditionType.READY, F, "InvalidQuery", _problem_text(rejected))
@@ -251,5 +300,26 @@ def evaluation_drafts(spec: ModelMonitorSpec, evaluation: Evaluation) -> list[Co
             "ChecksBreached",
             "data-quality checks",
         ),
-        _checks_draft(ConditionType.KPI_BREACHED, evaluation.kpis, kpi_use, "KPIOutOfBounds", "KPIs"),
+        _kpis_draft(spec, evaluation, kpi_use, assessment),
+        _estimates_draft(spec, evaluation, assessment),
     ]
+
+
+def _kpis_draft(
+    spec: ModelMonitorSpec, evaluation: Evaluation, kpi_use: Sequence[bool], assessment: Assessment | None
+) -> ConditionDraft:
+    """KPIBreached: measured KPIs, and trusted estimates named as such."""
+    untrusted = set(assessment.estimates_untrusted) if assessment is not None else set()
+    estimates = [
+        o.model_copy(update={"name": o.display_name})
+        for o in evaluation.estimates
+        if o.name not in untrusted and o.state is CheckState.BREACHED
+    ]
+    # An estimate adds a breach; it never makes measured KPIs look unknown or healthy.
+    return _checks_draft(
+        ConditionType.KPI_BREACHED,
+        [*evaluation.kpis, *estimates],
+        [*kpi_use, *([True] * len(estimates))],
+        "KPIOutOfBounds",
+        "KPIs",
+    )

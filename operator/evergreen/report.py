@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from evergreen.api.decisions import Decision, DecisionRecord
-from evergreen.api.status import CheckOutcome, Condition, ModelMonitorStatus, Severity
+from evergreen.api.decisions import Decision, DecisionRecord, estimated_name
+from evergreen.api.status import CheckOutcome, CheckState, Condition, ModelMonitorStatus, Severity
 from evergreen.observation.evaluate import DriftResult, Evaluation
+
+if TYPE_CHECKING:
+    from evergreen.backtest import Step
 
 _MARK = {Severity.CRITICAL: "!!", Severity.WARNING: "! ", Severity.OK: "  ", Severity.NO_DATA: "??"}
 
@@ -61,8 +65,15 @@ def _check_rows(outcomes: Sequence[CheckOutcome]) -> list[list[str]]:
         )
         value = "-" if outcome.value is None else f"{outcome.value:.4g}"
         labels = ",".join(f"{k}={v}" for k, v in sorted(outcome.labels.items())) or "*"
-        rows.append([outcome.state.value, outcome.name, value, bounds, labels, outcome.message or ""])
+        note = outcome.message or ""
+        if outcome.calibration is not None and outcome.calibration.message:
+            note = "; ".join(part for part in (note, outcome.calibration.message) if part)
+        rows.append([outcome.state.value, outcome.display_name, value, bounds, labels, note])
     return rows
+
+
+#: The heading of estimated KPIs wherever they are listed: what they are, and what they assume.
+ESTIMATES_TITLE = "Estimated KPIs (from prediction scores, assuming calibrated scores; not measured):"
 
 
 def render_evaluation(
@@ -86,6 +97,9 @@ def render_evaluation(
     if evaluation.kpis:
         lines.append("KPIs:")
         lines += ["  " + line for line in _table(headers, _check_rows(evaluation.kpis))]
+    if evaluation.estimates:
+        lines.append(ESTIMATES_TITLE)
+        lines += ["  " + line for line in _table(headers, _check_rows(evaluation.estimates))]
     if evaluation.problems:
         lines.append("Problems:")
         lines += [f"  {p.kind.value}: {p.field}: {p.message}" for p in evaluation.problems]
@@ -150,11 +164,56 @@ def render_status(name: str, namespace: str, spec_model: str, mode: str, status:
                 "    " + line for line in _table(["severity", "feature", "segment", "score", "n_eff"], rows)
             ]
         checks = [*evaluation.data_quality, *evaluation.kpis]
+        headers = ["state", "name", "value", "bounds", "series", "note"]
         if checks:
-            headers = ["state", "name", "value", "bounds", "series", "note"]
             lines += ["  " + line for line in _table(headers, _check_rows(checks))]
+        if evaluation.estimates:
+            lines.append("  " + ESTIMATES_TITLE)
+            lines += ["    " + line for line in _table(headers, _check_rows(evaluation.estimates))]
     if status.decision is not None:
         lines.append(render_decision(status.decision, history=status.history))
     else:
         lines.append("No decision yet.")
     return "\n".join(lines)
+
+
+def estimates_json(step: Step) -> list[dict[str, Any]]:
+    """A replayed evaluation's estimated KPIs, for ``--output jsonl`` (``estimated`` is always true)."""
+    records = []
+    for outcome in step.evaluation.estimates:
+        calibration = outcome.calibration
+        records.append(
+            {
+                "kpi": outcome.name,
+                "estimated": True,
+                "state": outcome.state.value,
+                "value": outcome.value,
+                "labels": dict(outcome.labels),
+                "trusted": outcome.name not in step.estimates_untrusted,
+                "calibrationGap": calibration.gap if calibration is not None else None,
+                "calibrationTolerance": calibration.tolerance if calibration is not None else None,
+            }
+        )
+    return records
+
+
+def estimate_lines(steps: Sequence[Step]) -> list[str]:
+    """The backtest summary's lines about estimated KPIs: how often breached, how long untrusted."""
+    names = list(dict.fromkeys(o.name for step in steps for o in step.evaluation.estimates))
+    lines = []
+    for name in names:
+        outcomes = [(step, o) for step in steps for o in step.evaluation.estimates if o.name == name]
+        breached = sum(1 for _, o in outcomes if o.state is CheckState.BREACHED)
+        untrusted = [step.time for step, _ in outcomes if name in step.estimates_untrusted]
+        gaps = [o.calibration.gap for _, o in outcomes if o.calibration and o.calibration.gap is not None]
+        trust = (
+            f"untrusted (calibration drift) in {len(untrusted)}, first {untrusted[0].isoformat()}"
+            if untrusted
+            else "trusted throughout"
+        )
+        largest = f"; largest gap to the labels {max(gaps):.3g}" if gaps else "; no labelled window compared"
+        lines.append(
+            f"{estimated_name(name)}: estimated from prediction scores (assumed calibrated), breached "
+            f"in {breached} of {len(outcomes)} evaluations; {trust}{largest}"
+        )
+    return lines

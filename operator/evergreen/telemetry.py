@@ -217,7 +217,9 @@ class Telemetry:
                 self.record_drift_thresholds(
                     namespace, monitor, signal, result.config.warning, result.config.critical
                 )
-        self.record_kpis(namespace, monitor, evaluation.kpis)
+        # An estimate is a KPI series of its own, named as one: "precision (estimated)".
+        estimates = [o.model_copy(update={"name": o.display_name}) for o in evaluation.estimates]
+        self.record_kpis(namespace, monitor, [*evaluation.kpis, *estimates])
 
     def record_kpis(self, namespace: str, monitor: str, outcomes: Iterable[CheckOutcome]) -> None:
         """Each KPI's value and bounds; KPIs no longer in the spec are dropped."""

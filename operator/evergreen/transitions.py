@@ -47,6 +47,11 @@ def transition_events(previous: Sequence[Condition], current: Sequence[Condition
                 events.append(EventRecord(EventType.WARNING, raised, condition.message))
             elif status is ConditionStatus.FALSE and old_status is ConditionStatus.TRUE:
                 events.append(EventRecord(EventType.NORMAL, cleared, condition.message))
+        elif condition.type == ConditionType.ESTIMATE_TRUSTED:
+            if status is ConditionStatus.FALSE and old_status is not ConditionStatus.FALSE:
+                events.append(EventRecord(EventType.WARNING, condition.reason, condition.message))
+            elif status is ConditionStatus.TRUE and old_status is ConditionStatus.FALSE:
+                events.append(EventRecord(EventType.NORMAL, "CalibrationRestored", condition.message))
         elif condition.type == ConditionType.METRICS_AVAILABLE:
             if status is ConditionStatus.FALSE and (
                 old is None or old.status is not ConditionStatus.FALSE or old.reason != condition.reason

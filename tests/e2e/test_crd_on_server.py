@@ -83,7 +83,26 @@ FULL_SPEC: dict[str, Any] = {
     },
     "dataQuality": [{"name": "null-rate", "query": 'max(null_rate{model="{{model}}"})', "max": 0.05}],
     "kpis": [
-        {"name": "precision", "query": 'avg(precision{model="{{model}}"})', "min": 0.88, "onNoData": "Hold"}
+        {
+            "name": "precision",
+            "query": 'avg(precision{model="{{model}}"})',
+            "min": 0.88,
+            "onNoData": "Hold",
+            "labelDelay": "6h",
+            "labelsQuery": 'sum(rate(model_label_outcomes_total{model="{{model}}"}[15m]))',
+            "samplesQuery": 'sum(increase(model_label_outcomes_total{model="{{model}}"}[1h]))',
+            "minSamples": 100,
+            "estimate": {
+                "histogram": "model_prediction_score",
+                "metric": "precision",
+                "threshold": 0.5,
+                "modelLabel": "model",
+                "matchLabels": {"env": "prod"},
+                "segmentBy": ["segment"],
+                "window": "1h",
+                "tolerance": 0.05,
+            },
+        }
     ],
     "policy": {
         "persistence": {"of": 3, "needed": 2},
@@ -421,6 +440,13 @@ CEL_ROWS = [
     Row("KPI without bounds", {"spec.kpis[0].min": ABSENT}, "spec.kpis[0]", "set min, max or both"),
     Row("KPI min above max", {"spec.kpis[0].max": 0.5}, "spec.kpis[0]", "min must not exceed max"),
     Row(
+        "KPI estimate without labelDelay",
+        {"spec.kpis[0].labelDelay": ABSENT},
+        "spec.kpis[0]",
+        "estimate needs labelDelay: the estimate covers the windows whose labels are not complete, "
+        "and is checked against the KPI once they are",
+    ),
+    Row(
         "data-quality min above max",
         {"spec.dataQuality[0].min": 0.5},
         "spec.dataQuality[0]",
@@ -548,7 +574,11 @@ CEL_ROWS = [
             "keys must be Prometheus label names (letters, digits and _, not starting with a digit), "
             "at most 128 characters",
         )
-        for field in ("spec.drift.matchLabels", "spec.predictionDrift.matchLabels")
+        for field in (
+            "spec.drift.matchLabels",
+            "spec.predictionDrift.matchLabels",
+            "spec.kpis[0].estimate.matchLabels",
+        )
     ),
     Row(
         "header name with a space",
@@ -881,7 +911,14 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
                     "reason": "Evaluated",
                     "message": "",
                     "lastTransitionTime": "2026-12-07T10:00:00Z",
-                }
+                },
+                {
+                    "type": "EstimateTrusted",
+                    "status": "False",
+                    "reason": "CalibrationDrift",
+                    "message": "precision: gap 0.21 beyond tolerance 0.05",
+                    "lastTransitionTime": "2026-12-07T10:00:00Z",
+                },
             ],
             "decision": {
                 "action": "Retrain",
@@ -931,9 +968,10 @@ def test_kubectl_get_mm_shows_the_printer_columns(plane: Plane, server: MonitorS
             "REASON",
             "STATUS",
             "DRIFT",
+            "ESTIMATE",
             "AGE",
         ]
-        assert row.split()[5:8] == ["CriticalDrift", "Evaluated", "0.31"]
+        assert row.split()[5:9] == ["CriticalDrift", "Evaluated", "0.31", "CalibrationDrift"]
         by_category = kubectl(
             plane.tools, plane.kubeconfig, "get", "evergreen", "-n", NAMESPACE, "-o", "name"
         )

@@ -88,7 +88,7 @@ def replays(tmp_path_factory: pytest.TempPathFactory) -> SuiteReplays:
 
 def test_the_suite_covers_every_single_incident_scenario() -> None:
     assert {e.scenario for e in EXPECTATIONS} == set(catalog.SCENARIOS) - {"showcase"}
-    assert len(BY_SCENARIO) == len(EXPECTATIONS) == 18
+    assert len(BY_SCENARIO) == len(EXPECTATIONS) == 20
 
 
 @pytest.mark.parametrize("expectation", EXPECTATIONS, ids=lambda e: e.name)

@@ -104,7 +104,14 @@ _VALIDATIONS: dict[str, list[dict[str, str]]] = {
         },
     ],
     "DataQualityCheck": _MIN_OR_MAX,
-    "Kpi": _MIN_OR_MAX,
+    "Kpi": [
+        *_MIN_OR_MAX,
+        {
+            "rule": "!has(self.estimate) || has(self.labelDelay)",
+            "message": "estimate needs labelDelay: the estimate covers the windows whose labels are "
+            "not complete, and is checked against the KPI once they are",
+        },
+    ],
     "Persistence": [
         {"rule": "self.needed <= self.of", "message": "needed must not exceed of", "fieldPath": ".needed"},
     ],
@@ -245,6 +252,13 @@ def _printer_columns() -> list[dict[str, Any]]:
             "format": "float",
             "description": "Highest feature drift score of the last evaluation.",
             "jsonPath": ".status.lastEvaluation.drift.maxScore",
+        },
+        {
+            "name": "Estimate",
+            "type": "string",
+            "description": "Whether KPI estimates are trusted (CalibrationDrift: not).",
+            "jsonPath": '.status.conditions[?(@.type=="EstimateTrusted")].reason',
+            "priority": 1,
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

@@ -14,6 +14,11 @@ from pydantic import Field
 from evergreen.api.base import StatusModel
 
 
+def estimated_name(name: str) -> str:
+    """How an estimated KPI is named wherever it is shown beside measured ones."""
+    return f"{name} (estimated)"
+
+
 class Action(StrEnum):
     """What the engine decided."""
 
@@ -49,7 +54,8 @@ class Evidence(StatusModel):
     """One fact a decision rests on."""
 
     signal: str = Field(
-        description="drift, predictionDrift, step, signature, kpi, dataQuality, labels or missing"
+        description="drift, predictionDrift, step, signature, kpi, kpiEstimate (a KPI estimated "
+        "from prediction scores), calibration, dataQuality, labels or missing"
     )
     check: str | None = Field(default=None, description="The KPI or data-quality check's name.")
     feature: str | None = None
@@ -131,6 +137,46 @@ class Assessment(StatusModel):
     labels_stopped: list[Evidence] = Field(
         default_factory=list, description="KPIs whose labels stopped while predictions flow."
     )
+    estimates_breached: list[str] = Field(
+        default_factory=list, description="KPIs whose estimate from prediction scores is breached."
+    )
+    estimate_breaches: list[Evidence] = Field(
+        default_factory=list,
+        description="Every breached series of an estimated KPI (signal kpiEstimate, with hysteresis).",
+    )
+    estimates_judged: list[str] = Field(
+        default_factory=list, description="KPIs whose estimate could be judged (breached or not)."
+    )
+    calibration_drift: list[Evidence] = Field(
+        default_factory=list,
+        description="Estimates whose labelled window, measured, differs beyond tolerance "
+        "(signal calibration).",
+    )
+    calibration_held: list[str] = Field(
+        default_factory=list, description="Estimates whose labelled window, measured, is within tolerance."
+    )
+    estimates_untrusted: list[str] = Field(
+        default_factory=list,
+        description="Estimates not used for decisions: their calibration drift persists (or has not "
+        "been seen to close since).",
+    )
+
+    def kpis_for_decisions(self) -> list[str]:
+        """Breached KPIs, measured or estimated (by a trusted estimate), by display name."""
+        estimated = [
+            estimated_name(name) for name in self.estimates_breached if name not in self.estimates_untrusted
+        ]
+        return [*self.kpis_breached, *estimated]
+
+    def kpi_evidence(self) -> list[Evidence]:
+        """Every breached KPI series a decision may rest on, trusted estimates included."""
+        trusted = [e for e in self.estimate_breaches if e.check not in self.estimates_untrusted]
+        return [*self.kpi_breaches, *trusted]
+
+    def kpis_without_data(self) -> list[str]:
+        """KPIs without data whose impact no trusted estimate tells either."""
+        known = set(self.estimates_judged) - set(self.estimates_untrusted)
+        return [name for name in self.kpis_unknown if name not in known]
 
     def has_breaks(self) -> bool:
         return bool(self.breaks or self.data_quality_breached or self.labels_stopped)

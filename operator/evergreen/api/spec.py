@@ -12,6 +12,7 @@ from typing import Annotated, Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from evergreen.analysis.drift import DriftMethod
+from evergreen.analysis.estimation import EstimatedMetric
 from evergreen.api.base import (
     CHECK_NAME_PATTERN,
     LABEL_NAME_PATTERN,
@@ -39,8 +40,10 @@ __all__ = [
     "DecisionPolicy",
     "DriftBaseline",
     "DriftMethod",
+    "EstimatedMetric",
     "FeatureDrift",
     "Kpi",
+    "KpiEstimate",
     "Mode",
     "ModelMonitorSpec",
     "NoDataPolicy",
@@ -250,6 +253,52 @@ class DataQualityCheck(BoundedQuery):
     """A data-quality signal such as a null rate or an out-of-range rate."""
 
 
+class KpiEstimate(ApiModel):
+    """The KPI estimated from the model's own scores while its labels are incomplete.
+
+    Assumes a binary classifier whose scores are calibrated probabilities: a bucket of the
+    score histogram holds (its count x its midpoint) expected positives. Once a window's
+    labels are complete, the estimate for it is compared with the measured KPI; a gap beyond
+    ``tolerance`` that persists is calibration drift, and the estimate is no longer trusted.
+    """
+
+    histogram: str = Field(
+        pattern=METRIC_NAME_PATTERN,
+        max_length=200,
+        description="Prediction-score histogram family (scores in [0, 1]) without the _bucket suffix.",
+    )
+    metric: EstimatedMetric = Field(
+        description="What is estimated at the threshold: precision, recall, accuracy, f1, "
+        "positiveRate (share predicted positive) or prevalence (expected share of positives)."
+    )
+    threshold: Number = Field(
+        gt=0,
+        lt=1,
+        description="Decision threshold: a score above it is a positive prediction. Must be one "
+        "of the histogram's bucket bounds.",
+    )
+    model_label: LabelName = Field(default="model", description="Label that carries the model name.")
+    match_labels: LabelMap = Field(
+        default_factory=dict, description="Extra label equality matchers (e.g. env: prod)."
+    )
+    segment_by: list[LabelName] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Labels that split the estimate into segments; they must be the labels of the "
+        "KPI query's series for the estimate to be checked against it.",
+    )
+    window: Duration = Field(
+        default="1h", description="Scores counted over this window (use the KPI query's window)."
+    )
+    tolerance: Number = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Largest gap between the estimate and the measured KPI, once labels are "
+        "complete, that keeps the estimate trusted.",
+    )
+
+
 class Kpi(BoundedQuery):
     """A business or model-quality KPI such as precision or conversion rate."""
 
@@ -268,6 +317,20 @@ class Kpi(BoundedQuery):
         "predictions keep flowing, the labels are late or lost: a label-pipeline incident (hold "
         "and alert), and the KPI is not judged.",
     )
+    estimate: KpiEstimate | None = Field(
+        default=None,
+        description="Estimate this KPI from prediction scores for the windows whose labels are "
+        "not complete yet (needs labelDelay).",
+    )
+
+    @model_validator(mode="after")
+    def _estimate_needs_delay(self) -> Self:
+        if self.estimate is not None and self.label_delay is None:
+            raise ValueError(
+                "estimate needs labelDelay: the estimate covers the windows whose labels are not "
+                "complete, and is checked against the KPI once they are"
+            )
+        return self
 
 
 class Persistence(ApiModel):

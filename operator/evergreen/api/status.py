@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from evergreen.api.base import StatusModel
-from evergreen.api.decisions import Assessment, Decision, DecisionRecord
+from evergreen.api.decisions import Assessment, Decision, DecisionRecord, estimated_name
 from evergreen.api.delivery import HoldStatus, RolloutStatus
 from evergreen.api.retraining import RetrainingStatus
 
@@ -44,6 +44,9 @@ class ConditionType(StrEnum):
     RETRAINING = "Retraining"
     #: A candidate version is being rolled out (False: idle, or how the last one ended).
     ROLLOUT = "Rollout"
+    #: KPI estimates from prediction scores agree with the labels once they arrive (False:
+    #: calibration drift; the estimates are not used for decisions).
+    ESTIMATE_TRUSTED = "EstimateTrusted"
 
 
 class Condition(StatusModel):
@@ -106,6 +109,25 @@ class CheckSeries(StatusModel):
     samples: float | None = Field(default=None, description="Observations it rests on (samplesQuery).")
 
 
+class CalibrationCheck(StatusModel):
+    """An estimate of a window whose labels are complete now, against the KPI measured on it."""
+
+    window_end: datetime = Field(description="End of the labelled window compared.")
+    gap: float | None = Field(
+        default=None, description="Largest |estimate - measured| over the compared series."
+    )
+    tolerance: float
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of that series.")
+    estimate: float | None = None
+    measured: float | None = None
+    series: int = Field(default=0, description="Series compared.")
+    message: str | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return self.gap is not None and self.gap > self.tolerance
+
+
 class CheckOutcome(StatusModel):
     """A data-quality check or KPI: its value and whether it is within bounds."""
 
@@ -123,6 +145,17 @@ class CheckOutcome(StatusModel):
     label_rate: float | None = Field(
         default=None, description="KPIs with labelsQuery: the rate at which labels arrive now."
     )
+    estimated: bool = Field(
+        default=False, description="An estimate from prediction scores, not a measurement from labels."
+    )
+    calibration: CalibrationCheck | None = Field(
+        default=None, description="Estimates: the last labelled window, estimated and measured."
+    )
+
+    @property
+    def display_name(self) -> str:
+        """The name as people read it: an estimate says so."""
+        return estimated_name(self.name) if self.estimated else self.name
 
 
 class EvaluationSummary(StatusModel):
@@ -135,6 +168,9 @@ class EvaluationSummary(StatusModel):
     prediction_drift: DriftSummary | None = None
     data_quality: list[CheckOutcome] = Field(default_factory=list)
     kpis: list[CheckOutcome] = Field(default_factory=list)
+    estimates: list[CheckOutcome] = Field(
+        default_factory=list, description="KPIs estimated from prediction scores (estimated: true)."
+    )
 
 
 class ModelMonitorStatus(StatusModel):

@@ -587,7 +587,7 @@ class MonitorReconciler:
             if ProblemKind.NO_DATA in kinds
             else "ok"
         )
-        drafts = evaluation_drafts(spec, evaluation)
+        drafts = evaluation_drafts(spec, evaluation, policy.assessment)
         # An evaluation where nothing had data keeps the last good summary in status.
         kept = evaluation if _informative(evaluation) else None
         return Attempt(outcome, drafts, kept, interval, evaluation.queries, policy)

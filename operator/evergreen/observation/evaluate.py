@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import numpy as np
 
@@ -30,39 +29,27 @@ from evergreen.api.status import (
     Severity,
 )
 from evergreen.errors import AnalysisError, MetricsUnavailable, QueryRejected
-from evergreen.observation.checks import check_outcome, errored_outcome, series_key
-from evergreen.observation.plan import CheckQuery, HistogramQuery, Window, plan
+from evergreen.observation.checks import SeriesLabels, check_outcome, errored_outcome, series_key
+from evergreen.observation.estimates import estimate_outcome
+from evergreen.observation.plan import CheckQuery, EstimateQuery, HistogramQuery, Window, plan
+from evergreen.observation.problems import ProblemKind, SignalProblem
 from evergreen.signals.samples import QueryResult, Sample
 from evergreen.signals.source import MetricSource
+
+__all__ = [
+    "MAX_SCORE",
+    "PREDICTION",
+    "DriftResult",
+    "Evaluation",
+    "ProblemKind",
+    "SignalProblem",
+    "evaluate",
+]
 
 #: The whole-population pseudo-feature name used for a prediction histogram.
 PREDICTION = "prediction"
 #: Scores are capped here in reports (status, metrics): JSON cannot carry +Inf.
 MAX_SCORE = 1e6
-
-
-class ProblemKind(StrEnum):
-    """Why a signal has no value: each leads to its own reason when nothing could be judged."""
-
-    #: Prometheus could not be reached or answered with a server error.
-    UNAVAILABLE = "Unavailable"
-    #: Prometheus rejected the query (a syntax error, a zero offset): the spec must change.
-    REJECTED = "Rejected"
-    #: The query was answered, with no series (a model name that matches nothing, no traffic).
-    NO_DATA = "NoData"
-    #: The current window has data, the baseline does not hold ``minSamples`` yet (warm-up).
-    BASELINE_NOT_READY = "BaselineNotReady"
-    #: The answer cannot be used (malformed histograms).
-    INVALID = "Invalid"
-
-
-@dataclass(frozen=True)
-class SignalProblem:
-    """Why one signal could not be evaluated; ``field`` points at the spec."""
-
-    field: str
-    kind: ProblemKind
-    message: str
 
 
 @dataclass(frozen=True)
@@ -185,6 +172,8 @@ class Evaluation:
     data_quality: tuple[CheckOutcome, ...] = ()
     kpis: tuple[CheckOutcome, ...] = ()
     problems: tuple[SignalProblem, ...] = field(default_factory=tuple)
+    #: KPIs estimated from prediction scores, in the order of the KPIs that declare one.
+    estimates: tuple[CheckOutcome, ...] = ()
 
     @property
     def unavailable(self) -> bool:
@@ -200,6 +189,7 @@ class Evaluation:
             prediction_drift=self.prediction_drift.summary(top) if self.prediction_drift else None,
             data_quality=list(self.data_quality),
             kpis=list(self.kpis),
+            estimates=list(self.estimates),
         )
 
 
@@ -319,29 +309,43 @@ async def _check(
     query: CheckQuery,
     labels: CheckQuery | None = None,
     samples: CheckQuery | None = None,
-) -> tuple[CheckOutcome, SignalProblem | None]:
+) -> tuple[CheckOutcome, SignalProblem | None, _Measured | None]:
     answer = await reader.read(query.promql, query.field, query.delay)
     if isinstance(answer, SignalProblem):
-        return errored_outcome(check, answer.message), answer
+        return errored_outcome(check, answer.message), answer, None
     counts = None
     if samples is not None:
         counted = await reader.read(samples.promql, samples.field, samples.delay)
         if isinstance(counted, SignalProblem):
-            return errored_outcome(check, counted.message), counted
+            return errored_outcome(check, counted.message), counted, None
         # A series without a count rests on no observations.
         counts = {series_key(s.labels): s.value for s in counted.samples if not math.isnan(s.value)}
     outcome = check_outcome(check, answer, counts)
     if labels is not None:
         arriving = await reader.read(labels.promql, labels.field)
         if isinstance(arriving, SignalProblem):
-            return outcome, arriving
+            return outcome, arriving, (answer, counts)
         # An empty answer is a counter without increase: no labels arrive.
         rate = sum(s.value for s in arriving.samples if not math.isnan(s.value))
         outcome = outcome.model_copy(update={"label_rate": rate})
     problem = None
     if answer.empty or outcome.message == "the query returned no data":
         problem = SignalProblem(query.field, ProblemKind.NO_DATA, f"{check.name}: the query returned no data")
-    return outcome, problem
+    return outcome, problem, (answer, counts)
+
+
+#: A KPI's answer as measured, with each series' sample count (None: no samplesQuery).
+_Measured = tuple[QueryResult, dict[SeriesLabels, float] | None]
+
+
+async def _estimate_answers(
+    reader: _Reader, query: EstimateQuery
+) -> tuple[QueryResult | SignalProblem, QueryResult | SignalProblem]:
+    """The score histogram now, and at the end of the latest labelled window."""
+    now, labelled = await asyncio.gather(
+        reader.read(query.promql, query.field), reader.read(query.promql, query.field, query.delay)
+    )
+    return now, labelled
 
 
 async def evaluate(
@@ -410,9 +414,14 @@ async def evaluate(
             strict=True,
         )
     ]
+    estimate_queries = [
+        (kpi, query) for kpi, query in zip(spec.kpis, queries.estimates, strict=False) if query is not None
+    ]
     # One gather for everything: an evaluation costs its slowest query, not their sum.
-    drift_answers, check_answers = await asyncio.gather(
-        asyncio.gather(*drift_tasks), asyncio.gather(*check_tasks)
+    drift_answers, check_answers, estimate_answers = await asyncio.gather(
+        asyncio.gather(*drift_tasks),
+        asyncio.gather(*check_tasks),
+        asyncio.gather(*(_estimate_answers(reader, query) for _, query in estimate_queries)),
     )
 
     problems: list[SignalProblem] = []
@@ -425,9 +434,18 @@ async def evaluate(
             results.append(answer)
     drift = results.pop(0) if spec.drift is not None else None
     prediction = results.pop(0) if spec.prediction_drift is not None else None
-    problems.extend(problem for _, problem in check_answers if problem is not None)
-    outcomes = [outcome for outcome, _ in check_answers]
+    problems.extend(problem for _, problem, _ in check_answers if problem is not None)
+    outcomes = [outcome for outcome, _, _ in check_answers]
     quality_count = len(spec.data_quality)
+    measured = dict(
+        zip((kpi.name for kpi in spec.kpis), (m for _, _, m in check_answers[quality_count:]), strict=True)
+    )
+    estimates = []
+    for (kpi, query), (now, labelled) in zip(estimate_queries, estimate_answers, strict=True):
+        truth, counts = measured[kpi.name] or (None, None)
+        estimate, found = estimate_outcome(kpi, query.field, now, labelled, truth, counts, at, query.delay)
+        estimates.append(estimate)
+        problems.extend(found)
 
     return Evaluation(
         time=at,
@@ -438,4 +456,5 @@ async def evaluate(
         data_quality=tuple(outcomes[:quality_count]),
         kpis=tuple(outcomes[quality_count:]),
         problems=tuple(problems),
+        estimates=tuple(estimates),
     )

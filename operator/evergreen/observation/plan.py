@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from evergreen.api.durations import parse_duration
-from evergreen.api.spec import HistogramDrift, Kpi, ModelMonitorSpec
+from evergreen.api.spec import HistogramDrift, Kpi, KpiEstimate, ModelMonitorSpec
 from evergreen.signals.promql import histogram_increase, render_template
 
 
@@ -151,6 +151,24 @@ def histogram_queries(
 
 
 @dataclass(frozen=True)
+class EstimateQuery:
+    """A KPI's estimate: the score histogram, read now and at the end of the labelled window."""
+
+    field: str
+    promql: str
+    #: The KPI's label delay: the latest window whose labels are complete ended this long ago.
+    delay: timedelta
+
+
+def estimate_query(field: str, estimate: KpiEstimate, model: str, delay: timedelta) -> EstimateQuery:
+    matchers = {**estimate.match_labels, estimate.model_label: model}
+    promql = histogram_increase(
+        estimate.histogram, matchers=matchers, group_by=list(estimate.segment_by), window=estimate.window
+    )
+    return EstimateQuery(field, promql, delay)
+
+
+@dataclass(frozen=True)
 class QueryPlan:
     """Every query of one evaluation."""
 
@@ -162,10 +180,14 @@ class QueryPlan:
     kpi_labels: list[CheckQuery | None] = field(default_factory=list)
     #: Per data-quality check, then per KPI: the query for each series' sample count.
     samples: list[CheckQuery | None] = field(default_factory=list)
+    #: Per KPI, its estimate from prediction scores (None: not declared).
+    estimates: list[EstimateQuery | None] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         extra = sum(1 for query in (*self.kpi_labels, *self.samples) if query is not None)
+        # An estimate reads its histogram twice: now, and at the end of the labelled window.
+        extra += 2 * sum(1 for query in self.estimates if query is not None)
         return len(self.drift) + len(self.prediction_drift) + len(self.data_quality) + len(self.kpis) + extra
 
 
@@ -244,4 +266,10 @@ def plan(
                 if check.samples_query
                 else None
             )
-    return QueryPlan(drift, prediction, checks, kpis, labels, samples)
+    estimates = [
+        estimate_query(f"spec.kpis[{i}].estimate", kpi.estimate, spec.model, parse_duration(kpi.label_delay))
+        if kpi.estimate is not None and kpi.label_delay is not None
+        else None
+        for i, kpi in enumerate(spec.kpis)
+    ]
+    return QueryPlan(drift, prediction, checks, kpis, labels, samples, estimates)

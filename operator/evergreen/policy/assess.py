@@ -331,7 +331,7 @@ def _informative(evaluation: Evaluation) -> bool:
         or evaluation.prediction_drift
         or any(
             outcome.state in (CheckState.OK, CheckState.BREACHED)
-            for outcome in (*evaluation.data_quality, *evaluation.kpis)
+            for outcome in (*evaluation.data_quality, *evaluation.kpis, *evaluation.estimates)
         )
     )
 
@@ -468,11 +468,63 @@ def _judged_checks(signal: str, outcomes: Iterable[CheckOutcome], label: str | N
             feature=outcome.labels.get(label) if label else None,
             value=outcome.value,
             threshold=outcome.min if outcome.min is not None else outcome.max,
-            detail=outcome.name,
+            detail=outcome.display_name,
         )
         for outcome in outcomes
         if outcome.state is CheckState.OK
     ]
+
+
+@dataclass(frozen=True)
+class _Estimates:
+    breaches: list[Evidence]
+    judged: list[str]
+    drift: list[Evidence]
+    held: list[str]
+
+
+def _estimates(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment | None) -> _Estimates:
+    """Estimated KPIs judged like measured ones, and how their labelled windows compared.
+
+    Breaches carry signal ``kpiEstimate`` so no surface can mistake them for measurements.
+    """
+    declared = {kpi.name: kpi for kpi in spec.kpis if kpi.estimate is not None}
+    before = previous.estimate_breaches if previous else []
+    breaches: list[Evidence] = []
+    judged: list[str] = []
+    drift: list[Evidence] = []
+    held: list[str] = []
+    for outcome in evaluation.estimates:
+        kpi = declared.get(outcome.name)
+        if kpi is None or kpi.estimate is None:
+            continue
+        if outcome.state in (CheckState.OK, CheckState.BREACHED):
+            judged.append(kpi.name)
+        found = _breaches("kpiEstimate", kpi, outcome, before, spec.policy.bound_hysteresis, None)
+        threshold = kpi.estimate.threshold
+        breaches += [
+            e.model_copy(update={"detail": f"estimated from scores at threshold {threshold:g}: {e.detail}"})
+            for e in found
+        ]
+        calibration = outcome.calibration
+        if calibration is None or calibration.gap is None:
+            continue
+        if calibration.drifted:
+            _, segment = _where(calibration.labels, None)
+            drift.append(
+                Evidence(
+                    signal="calibration",
+                    check=kpi.name,
+                    segment=segment,
+                    value=calibration.gap,
+                    threshold=calibration.tolerance,
+                    window=kpi.label_delay,
+                    detail=calibration.message or "",
+                )
+            )
+        else:
+            held.append(kpi.name)
+    return _Estimates(breaches, judged, drift, held)
 
 
 def _unknown_reason(problems: Sequence[SignalProblem]) -> str:
@@ -531,6 +583,7 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
         or o.name in silent
     ]
     informative = _informative(evaluation)
+    estimated = _estimates(spec, evaluation, previous)
     return Assessment(
         time=evaluation.time,
         breaks=breaks,
@@ -555,7 +608,13 @@ def assess(spec: ModelMonitorSpec, evaluation: Evaluation, previous: Assessment 
             *_judged_drift("predictionDrift", evaluation.prediction_drift),
             *_judged_checks("dataQuality", evaluation.data_quality, feature_label),
             *_judged_checks("kpi", evaluation.kpis, None),
+            *_judged_checks("kpiEstimate", evaluation.estimates, None),
         ][:MAX_FINDINGS],
         missing=[_missing(problem) for problem in evaluation.problems],
         missing_reason=_missing_reason(spec, evaluation, informative),
+        estimates_breached=list(dict.fromkeys(e.check for e in estimated.breaches if e.check is not None)),
+        estimate_breaches=estimated.breaches[:MAX_FINDINGS],
+        estimates_judged=estimated.judged,
+        calibration_drift=estimated.drift,
+        calibration_held=estimated.held,
     )

@@ -31,9 +31,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from evergreen.api.decisions import Action, Assessment, BreakKind, Decision, Evidence, Finding, Scope
+from evergreen.api.decisions import (
+    Action,
+    Assessment,
+    BreakKind,
+    Decision,
+    Evidence,
+    Finding,
+    Scope,
+    estimated_name,
+)
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import Mode, ModelMonitorSpec
+from evergreen.policy.calibration import calibration_evidence
 
 MAX_EVIDENCE = 8
 
@@ -369,7 +379,7 @@ class _Decider:
 
     def retrain(self) -> Decision | None:
         drift_persists = self.held(lambda a: a.drift)
-        kpis_persist = self.held(lambda a: a.kpis_breached)
+        kpis_persist = self.held(Assessment.kpis_for_decisions)
         outputs_persist = self.held(lambda a: a.prediction_drift)
         current = self.current
         findings = current.drift or self._last(lambda a: a.drift)
@@ -382,7 +392,7 @@ class _Decider:
         if drift_persists and findings and (kpis_persist or outputs_persist):
             if kpis_persist:
                 reason = "DriftHurtsKPIs"
-                why = f"KPIs breached ({', '.join(current.kpis_breached or self._last_kpis())})"
+                why = f"KPIs breached ({', '.join(current.kpis_for_decisions() or self._last_kpis())})"
             else:
                 reason = "PredictionDrift"
                 why = "the model's outputs drifted too"
@@ -403,7 +413,7 @@ class _Decider:
         if kpis_persist and inputs_seen and not current.drift and not drift_persists:
             scope, moved = self._kpi_scope()
             where = f" in {', '.join(scope.segments)}" if scope.segments else ""
-            kpis = ", ".join(current.kpis_breached or self._last_kpis())
+            kpis = ", ".join(current.kpis_for_decisions() or self._last_kpis())
             if scope.features:
                 # The breach is confined to segments whose inputs moved there: that drift is
                 # what hurts, even below critical; retrain those segments on recent data.
@@ -433,8 +443,8 @@ class _Decider:
 
     def _last_kpis(self) -> list[str]:
         for assessment in reversed(self.recent):
-            if assessment.kpis_breached:
-                return assessment.kpis_breached
+            if assessment.kpis_for_decisions():
+                return assessment.kpis_for_decisions()
         return []
 
     def _retrain_in_force(self) -> bool:
@@ -459,7 +469,7 @@ class _Decider:
                 segments=[] if everywhere else sorted({*scope.segments, *grown.segments}),
             )
         evidence = _evidence(findings, "drift", self.window) + kpi_evidence
-        kpis = ", ".join(self.current.kpis_breached or self._last_kpis()) or "none now"
+        kpis = ", ".join(self.current.kpis_for_decisions() or self._last_kpis()) or "none now"
         features = ", ".join(scope.features) or "all features"
         segments = ", ".join(scope.segments) or "all segments"
         drift = f"; drift in {_where(findings)}" if findings else ""
@@ -473,8 +483,8 @@ class _Decider:
 
     def _kpi_evidence(self) -> list[Evidence]:
         for assessment in reversed(self.recent):
-            if assessment.kpi_breaches:
-                return list(assessment.kpi_breaches)
+            if assessment.kpi_evidence():
+                return assessment.kpi_evidence()
         return []
 
     def _kpi_scope(self) -> tuple[Scope, list[Finding]]:
@@ -500,12 +510,12 @@ class _Decider:
         current = self.current
         if self.held(lambda a: a.drift) and current.drift:
             evidence = _evidence(current.drift, "drift", self.window)
-            if current.kpis_unknown:
+            if current.kpis_without_data():
                 return self.make(
                     Action.WATCH,
                     "DriftImpactUnknown",
                     f"real drift in {_where(current.drift)} persists, but KPIs "
-                    f"({', '.join(current.kpis_unknown)}) have no data to say whether it matters",
+                    f"({', '.join(current.kpis_without_data())}) have no data to say whether it matters",
                     evidence,
                     _scope(current.drift),
                 )
@@ -532,12 +542,12 @@ class _Decider:
                 f"{_where(current.sudden)} changed suddenly without a pipeline-break signature",
                 _evidence(current.sudden, "step", self.window),
             )
-        if current.kpis_breached:
+        if current.kpis_for_decisions():
             return self.make(
                 Action.WATCH,
                 "KPIBreachNotPersistent",
-                f"KPIs breached ({', '.join(current.kpis_breached)}); acting only if it persists",
-                list(current.kpi_breaches),
+                f"KPIs breached ({', '.join(current.kpis_for_decisions())}); acting only if it persists",
+                current.kpi_evidence(),
             )
         if current.prediction_drift:
             return self.make(
@@ -554,6 +564,24 @@ class _Decider:
                 _evidence(current.warnings, "drift", self.window),
             )
         return None
+
+
+def _with_untrusted_estimates(decision: Decision, assessments: Sequence[Assessment]) -> Decision:
+    """Say which KPI estimates were left out of the decision, and the gap that made them untrusted."""
+    untrusted = assessments[-1].estimates_untrusted
+    if not untrusted:
+        return decision
+    names = ", ".join(estimated_name(name) for name in untrusted)
+    found = (calibration_evidence(assessments, name) for name in untrusted)
+    evidence = [e for e in found if e is not None]
+    room = max(MAX_EVIDENCE - len(evidence), 0)
+    return decision.model_copy(
+        update={
+            "message": f"{decision.message}; not used (calibration drift: the estimate disagrees "
+            f"with the labels): {names}",
+            "evidence": [*decision.evidence[:room], *evidence][:MAX_EVIDENCE],
+        }
+    )
 
 
 def decide(
@@ -573,7 +601,7 @@ def decide(
     if not assessments:
         raise ValueError("deciding needs at least one assessment")
     decider = _Decider(spec, assessments, previous, now)
-    decision = decider.decide()
+    decision = _with_untrusted_estimates(decider.decide(), assessments)
     if retraining_gave_up and decision.action is Action.RETRAIN:
         return decider.make(
             Action.ESCALATE,

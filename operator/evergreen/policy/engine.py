@@ -16,6 +16,7 @@ from evergreen.api.spec import ModelMonitorSpec
 from evergreen.api.status import ModelMonitorStatus
 from evergreen.observation.evaluate import Evaluation
 from evergreen.policy.assess import assess
+from evergreen.policy.calibration import untrusted_estimates
 from evergreen.policy.decide import decide, frozen_baseline_end
 
 #: Decisions kept in status.history (the current one is last).
@@ -75,6 +76,9 @@ def advance(
         earlier = earlier[:-1]
     assessment = assess(spec, evaluation, earlier[-1] if earlier else None)
     assessments = (*earlier, assessment)[-spec.policy.persistence.of :]
+    untrusted = untrusted_estimates(spec, assessments, earlier[-1] if earlier else None)
+    if untrusted:
+        assessments = (*assessments[:-1], assessment.model_copy(update={"estimates_untrusted": untrusted}))
     decision = decide(spec, assessments, state.decision, now, retraining_gave_up=retraining_gave_up)
     history = _record(state.history, state.decision, decision, now)
     return PolicyState(assessments, decision, history)

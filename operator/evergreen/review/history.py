@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from evergreen import backtest
-from evergreen.api.decisions import Action, Assessment, Finding
+from evergreen.api.decisions import Action, Assessment, Finding, estimated_name
 from evergreen.api.spec import HistogramDrift, ModelMonitorSpec
 from evergreen.api.status import CheckOutcome, CheckState, ModelMonitorStatus
 from evergreen.errors import ReportError
@@ -165,7 +165,9 @@ def from_backtest(
     if not steps:
         raise ReportError("nothing to report: the replay made no evaluation")
     times = tuple(step.time for step in steps)
-    kpis = [{o.name: o for o in step.evaluation.kpis} for step in steps]
+    kpis = [
+        {o.display_name: o for o in (*step.evaluation.kpis, *step.evaluation.estimates)} for step in steps
+    ]
     quality = [{o.name: o for o in step.evaluation.data_quality} for step in steps]
     summary = backtest.summarize(steps)
     rows: list[tuple[str, str]] = [
@@ -176,6 +178,7 @@ def from_backtest(
         ("Data-quality holds", str(summary.holds)),
         ("Escalations", str(summary.entered.get(Action.ESCALATE, 0))),
     ]
+    rows += _estimate_rows(spec, steps)
     for action, first in sorted(summary.first.items(), key=lambda item: item[1]):
         spent = summary.time_in.get(action, 0)
         rows.append(
@@ -205,6 +208,33 @@ def from_backtest(
         summary=tuple(rows),
         comparison=comparison,
     )
+
+
+def _estimate_rows(spec: ModelMonitorSpec, steps: Sequence[backtest.Step]) -> list[tuple[str, str]]:
+    """Per estimated KPI: how often it was judged, and how long calibration drift kept it untrusted."""
+    rows = []
+    for kpi in spec.kpis:
+        if kpi.estimate is None:
+            continue
+        untrusted = [step.time for step in steps if kpi.name in step.estimates_untrusted]
+        gaps = [
+            o.calibration.gap
+            for step in steps
+            for o in step.evaluation.estimates
+            if o.name == kpi.name and o.calibration is not None and o.calibration.gap is not None
+        ]
+        trust = (
+            f"untrusted (calibration drift) in {len(untrusted)} evaluations, first {untrusted[0].isoformat()}"
+            if untrusted
+            else "trusted throughout"
+        )
+        largest = (
+            f"; largest gap to the labels {max(gaps):.3g} (tolerance {kpi.estimate.tolerance:g})"
+            if gaps
+            else ""
+        )
+        rows.append((estimated_name(kpi.name), f"{kpi.estimate.metric.value} from scores, {trust}{largest}"))
+    return rows
 
 
 def _findings(assessment: Assessment) -> Iterable[tuple[str, Finding]]:
@@ -254,7 +284,13 @@ def from_status(
     # Checks: the state at each assessment; values only where the last evaluation has them.
     kpis: list[dict[str, CheckOutcome]] = [{} for _ in times]
     quality: list[dict[str, CheckOutcome]] = [{} for _ in times]
-    kpi_names = _name_order(spec, "kpis", [o.name for o in (last.kpis if last else [])])
+    estimate_names = list(
+        dict.fromkeys(
+            [estimated_name(k.name) for k in (spec.kpis if spec else []) if k.estimate is not None]
+            + [o.display_name for o in (last.estimates if last else [])]
+        )
+    )
+    kpi_names = _name_order(spec, "kpis", [o.name for o in (last.kpis if last else [])]) + estimate_names
     check_names = _name_order(spec, "dataQuality", [o.name for o in (last.data_quality if last else [])])
     for assessment in status.assessments:
         at = index[assessment.time]
@@ -272,8 +308,18 @@ def from_status(
             for check in check_names:
                 state = CheckState.BREACHED if check in breached else CheckState.OK
                 quality[at][check] = CheckOutcome(name=check, state=state)
+        for estimated in estimate_names:
+            kpi = estimated.removesuffix(estimated_name(""))
+            state = (
+                CheckState.BREACHED
+                if kpi in assessment.estimates_breached
+                else CheckState.OK
+                if kpi in assessment.estimates_judged
+                else CheckState.NO_DATA
+            )
+            kpis[at][estimated] = CheckOutcome(name=kpi, state=state, estimated=True)
     if last is not None:
-        kpis[index[last.time]].update({o.name: o for o in last.kpis})
+        kpis[index[last.time]].update({o.display_name: o for o in (*last.kpis, *last.estimates)})
         quality[index[last.time]].update({o.name: o for o in last.data_quality})
 
     decisions = len(status.history)

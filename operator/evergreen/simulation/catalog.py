@@ -17,6 +17,7 @@ from types import MappingProxyType
 from evergreen.simulation.scenario import (
     Beta,
     BreakMode,
+    CalibrationShift,
     Feature,
     GradualDrift,
     Incident,
@@ -29,6 +30,7 @@ from evergreen.simulation.scenario import (
     PredictionShift,
     Scenario,
     ScenarioError,
+    ScoreCalibration,
     Segment,
     SegmentBreak,
     Spike,
@@ -283,6 +285,60 @@ def clipped_unit_change() -> Scenario:
     )
 
 
+#: Scores of the calibrated scenarios: twenty buckets over [0, 1], as a model exporting
+#: probabilities would declare them; the decision threshold 0.5 is one of the bounds.
+CALIBRATED_SCORE_BOUNDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
+#: About 6.6% of requests score above 0.5; calibrated, precision there is 0.65.
+CALIBRATED_SCORES = Beta(0.3, 2.0)
+#: How late the calibrated scenarios' labels are (chargebacks): their monitors' labelDelay.
+LABEL_DELAY = timedelta(hours=6)
+
+
+def _calibrated(name: str, description: str, *incidents: Incident) -> Scenario:
+    return Scenario(
+        name=name,
+        description=description,
+        model=MODEL,
+        version=VERSION,
+        start=START,
+        duration=timedelta(days=4),
+        features=FEATURES,
+        segments=SEGMENTS,
+        rate=RATE,
+        score_distribution=CALIBRATED_SCORES,
+        score_bounds=CALIBRATED_SCORE_BOUNDS,
+        calibration=ScoreCalibration(threshold=0.5),
+        incidents=incidents,
+    )
+
+
+def calibrated_late_labels() -> Scenario:
+    """A calibrated model's scores fall on day 4: precision at 0.5 drops from 0.65 to 0.57.
+
+    Its labels come six hours late, so the measured precision sees the drop six hours after
+    the scores do; an estimate from the scores sees it at once.
+    """
+    return _calibrated(
+        "calibrated_late_labels",
+        "A calibrated model's scores fall on day 4 (precision 0.65 -> 0.57); labels come 6h late.",
+        PredictionShift(INCIDENT_AT, Beta(0.5, 6.0)),
+    )
+
+
+def miscalibrated_model() -> Scenario:
+    """From day 4 the scores stop meaning what they say: P(positive | s) = s^2.
+
+    The score distribution does not move, so an estimate from the scores stays at 0.65 while
+    the labels measure 0.44: calibration drift.
+    """
+    return _calibrated(
+        "miscalibrated_model",
+        "From day 4 the model is overconfident (P(positive | s) = s^2): precision 0.65 -> 0.44 "
+        "with unchanged scores.",
+        CalibrationShift(INCIDENT_AT, power=2.0),
+    )
+
+
 #: Ground truth of :func:`showcase`. Days 0-8 are healthy, so a monitor whose baseline is
 #: "the same day last week" (``offset: 7d, window: 1d``) has a clean baseline from day 8 on.
 SHOWCASE_TIMES: Mapping[str, datetime] = MappingProxyType(
@@ -351,6 +407,8 @@ SCENARIOS: Mapping[str, Callable[[], Scenario]] = MappingProxyType(
             shift_beside_tiny_segment,
             long_unit_change,
             clipped_unit_change,
+            calibrated_late_labels,
+            miscalibrated_model,
             showcase,
         )
     }

@@ -492,6 +492,33 @@ class Spike(_Incident):
 
 
 @dataclass(frozen=True)
+class CalibrationShift(_Incident):
+    """Between ``start`` and ``end`` labels follow ``P(positive | s) = s ** power`` instead.
+
+    Scores stay as they were: only what they mean changes (``power`` above 1: the model is
+    overconfident, below 1: underconfident). Needs a scenario with :class:`ScoreCalibration`.
+    """
+
+    kind: ClassVar[IncidentKind] = IncidentKind.KPI
+    start: datetime
+    power: float
+    end: datetime | None = None
+    only_segments: tuple[str, ...] = ()
+
+    @property
+    def visible_at(self) -> datetime:
+        return self.start
+
+    @property
+    def resolved_at(self) -> datetime | None:
+        return self.end
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return self.only_segments
+
+
+@dataclass(frozen=True)
 class LabelOutage(_Incident):
     """Labels stop arriving in ``[start, end)`` and all arrive at ``end`` (a stalled label job).
 
@@ -523,12 +550,32 @@ Incident: TypeAlias = (
     | PredictionShift
     | Spike
     | LabelOutage
+    | CalibrationShift
 )
 
 #: Healthy prediction scores: most requests score low (mean ~0.09).
 DEFAULT_SCORE_DISTRIBUTION = Beta(1.2, 12.0)
 #: Prediction score histogram bounds: ten buckets over [0, 1].
 DEFAULT_SCORE_BOUNDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Labels that follow the scores: a request scored ``s`` is a positive with probability
+    ``s ** power`` (1: calibrated), and is predicted positive when ``s > threshold``.
+
+    Outcomes (tp, fp, tn, fn) are then derived from the score histogram's buckets, with the
+    power applied to each bucket's exact mean score, instead of from ``Scenario.kpi``.
+    """
+
+    threshold: float
+    power: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ScenarioError(f"calibration threshold must be in (0, 1), got {self.threshold}")
+        if not self.power > 0:
+            raise ScenarioError(f"calibration power must be positive, got {self.power}")
 
 
 # --- the scenario --------------------------------------------------------------------------
@@ -563,6 +610,8 @@ class Scenario:
     score_distribution: Distribution = DEFAULT_SCORE_DISTRIBUTION
     score_bounds: tuple[float, ...] = DEFAULT_SCORE_BOUNDS
     incidents: tuple[Incident, ...] = field(default=())
+    #: Outcomes that follow the scores (None: outcomes follow ``kpi``, whatever the scores).
+    calibration: ScoreCalibration | None = None
 
     def __post_init__(self) -> None:
         for name in ("features", "segments", "incidents", "score_bounds"):
@@ -632,6 +681,8 @@ class Scenario:
             f.name: _canonical(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.name not in ("name", "description")
+            # Scenarios without calibration keep the keys (and caches) they always had.
+            and not (f.name == "calibration" and self.calibration is None)
         }
         content["generator"] = GENERATOR_VERSION
         text = json.dumps(content, sort_keys=True, separators=(",", ":"))
@@ -663,6 +714,23 @@ class Scenario:
             raise ScenarioError("score_bounds must be strictly increasing")
         for incident in self.incidents:
             self._validate_incident(incident)
+        self._validate_calibration()
+
+    def _validate_calibration(self) -> None:
+        shifts = [i for i in self.incidents if isinstance(i, CalibrationShift)]
+        if self.calibration is None:
+            if shifts:
+                raise ScenarioError("CalibrationShift needs a scenario with calibration")
+            return
+        if not any(math.isclose(b, self.calibration.threshold) for b in self.score_bounds):
+            raise ScenarioError("the calibration threshold must be one of score_bounds")
+        if any(isinstance(i, KpiDrop) for i in self.incidents):
+            raise ScenarioError(
+                "with calibration, outcomes follow the scores: use CalibrationShift, not KpiDrop"
+            )
+        for shift in shifts:
+            if not shift.power > 0:
+                raise ScenarioError(f"CalibrationShift power must be positive, got {shift.power}")
 
     def _validate_incident(self, incident: Incident) -> None:
         label = type(incident).__name__

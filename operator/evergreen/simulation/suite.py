@@ -111,6 +111,26 @@ spec:
 """
 
 
+#: The KPIs of the calibrated scenarios' monitor: precision measured from labels that come six
+#: hours late, and estimated from the scores for the hours in between.
+ESTIMATED_KPIS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "precision",
+        "query": 'sum(increase(model_label_outcomes_total{model="{{model}}", outcome="tp"}[1h]))\n/\n'
+        'sum(increase(model_label_outcomes_total{model="{{model}}", outcome=~"tp|fp"}[1h]))',
+        "min": 0.6,
+        "labelDelay": "6h",
+        "estimate": {
+            "histogram": "model_prediction_score",
+            "metric": "precision",
+            "threshold": 0.5,
+            "window": "1h",
+            "tolerance": 0.05,
+        },
+    },
+)
+
+
 class SuiteError(EvergreenError):
     """A replay cannot be judged against an expectation (e.g. it never reaches the incident)."""
 
@@ -346,6 +366,28 @@ EXPECTATIONS: tuple[Expectation, ...] = (
         "UnitChange",
         scope=("price",),
         never=_NO_RETRAIN,
+    ),
+    Expectation(
+        # The estimate sees the drop at once; the labels would confirm it six hours later.
+        "calibrated_late_labels",
+        Category.CONCEPT,
+        Action.RETRAIN,
+        "ConceptDrift",
+        monitor=(("kpis", list(ESTIMATED_KPIS)),),
+        # The 1h window must fill with the drop, then persist: ~70 minutes, not the 6 hours
+        # (72 evaluations) the labels take.
+        within=14,
+        horizon=timedelta(hours=6),
+    ),
+    Expectation(
+        # The scores do not move: only the labels, six hours late, show the drop; the estimate
+        # stays healthy and stops being trusted (calibration drift).
+        "miscalibrated_model",
+        Category.CONCEPT,
+        Action.RETRAIN,
+        "ConceptDrift",
+        monitor=(("kpis", list(ESTIMATED_KPIS)),),
+        horizon=timedelta(hours=9),
     ),
     Expectation(
         "short_spike",

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from evergreen.simulation.scenario import (
     BreakMode,
+    CalibrationShift,
     Distribution,
     FloatArray,
     GradualDrift,
@@ -245,7 +246,11 @@ class _Plan:
             null_rate=null_rate,
             score_probabilities=score_probabilities,
             score_mean=score_mean,
-            outcome_rates=_outcome_rates(scenario, starts),
+            outcome_rates=(
+                _calibrated_outcome_rates(scenario, starts, score_probabilities)
+                if scenario.calibration is not None
+                else _outcome_rates(scenario, starts)
+            ),
         )
 
 
@@ -446,3 +451,60 @@ def _outcome_rates(scenario: Scenario, starts: FloatArray) -> FloatArray:
     fn = tp * (1.0 - recall) / recall
     tn = np.clip(1.0 - tp - fp - fn, 0.0, None)
     return np.stack([tp, fp, tn, fn], axis=-1)
+
+
+#: Integration points per score bucket for its exact mean score.
+_MEAN_GRID = 801
+
+
+def bucket_means(distribution: Distribution, bounds: FloatArray) -> FloatArray:
+    """The exact mean score within each bucket ``(b[j-1], b[j]]`` of scores in [0, 1].
+
+    ``E[X | a < X <= b] = (b F(b) - a F(a) - integral_a^b F) / (F(b) - F(a))``; the overflow
+    bucket ends at 1. A bucket without mass gets its midpoint (it holds no requests anyway).
+    """
+    upper = np.minimum(np.asarray([*bounds, 1.0], dtype=np.float64), 1.0)
+    lower = np.concatenate([[0.0], upper[:-1]])
+    means = np.empty(upper.size)
+    for j, (low, high) in enumerate(zip(lower, upper, strict=True)):
+        grid = np.linspace(low, high, _MEAN_GRID)
+        cdf = distribution.cdf(grid)
+        mass = float(cdf[-1] - cdf[0])
+        if mass <= 1e-12 or high <= low:
+            means[j] = (low + high) / 2
+            continue
+        area = float(np.sum((cdf[1:] + cdf[:-1]) * np.diff(grid)) / 2)
+        means[j] = (high * cdf[-1] - low * cdf[0] - area) / mass
+    return means
+
+
+def _calibrated_outcome_rates(
+    scenario: Scenario, starts: FloatArray, probabilities: FloatArray
+) -> FloatArray:
+    """Outcome rates that follow the scores: ``P(positive | bucket) = mean ** power``."""
+    calibration = scenario.calibration
+    assert calibration is not None
+    shape = (len(starts), len(scenario.segments))
+    bounds = np.asarray(scenario.score_bounds)
+    means = np.broadcast_to(
+        bucket_means(scenario.score_distribution, bounds), (*shape, bounds.size + 1)
+    ).copy()
+    power = np.full(shape, calibration.power)
+    for incident in scenario.incidents:
+        cells = (
+            _window(starts, incident.visible_at, incident.resolved_at)[:, None]
+            & _segment_mask(scenario, incident.segments)[None, :]
+        )
+        if isinstance(incident, PredictionShift):
+            means[cells] = bucket_means(incident.distribution, bounds)
+        elif isinstance(incident, CalibrationShift):
+            power[cells] = incident.power
+    positive = np.clip(means ** power[..., None], 0.0, 1.0)
+    split = int(np.flatnonzero(np.isclose(bounds, calibration.threshold))[0]) + 1
+    above = np.arange(bounds.size + 1) >= split
+    tp = np.sum(np.where(above, probabilities * positive, 0.0), axis=-1)
+    fp = np.sum(np.where(above, probabilities * (1.0 - positive), 0.0), axis=-1)
+    fn = np.sum(np.where(above, 0.0, probabilities * positive), axis=-1)
+    tn = np.sum(np.where(above, 0.0, probabilities * (1.0 - positive)), axis=-1)
+    rates: FloatArray = np.stack([tp, fp, tn, fn], axis=-1)
+    return rates
