@@ -8,6 +8,7 @@ follow); its decisions are produced the way :func:`evergreen.backtest.replay` pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -424,12 +425,20 @@ def test_label_delay_places_a_kpi_at_the_time_it_describes() -> None:
 def test_estimated_kpis_count_beside_measured_ones_at_the_time_they_describe() -> None:
     spec = monitor(kpis=[{"name": "precision", "query": "q", "min": 0.9, "labelDelay": "3h"}])
     steps = hourly(spec, 12, kpi_at=lambda hour: kpi(["*"] if 6 <= hour <= 7 else []))
-    for step in steps:
-        # What an evaluation with an estimated KPI carries: the estimate of the current window,
-        # marked as one, beside the measured KPIs (here out of bounds at h3..h4 already).
-        estimate = kpi(["*"] if 3 <= step.time.hour <= 4 else [])
-        object.__setattr__(estimate, "estimated", True)
-        object.__setattr__(step.evaluation, "estimates", (estimate,))
+    # What an evaluation with an estimated KPI carries: the estimate of the current window,
+    # marked as one, beside the measured KPIs (here out of bounds at h3..h4 already).
+    steps = [
+        dataclasses.replace(
+            step,
+            evaluation=dataclasses.replace(
+                step.evaluation,
+                estimates=(
+                    kpi(["*"] if 3 <= step.time.hour <= 4 else []).model_copy(update={"estimated": True}),
+                ),
+            ),
+        )
+        for step in steps
+    ]
     history = read_history(spec, steps)
     assert history.outside() == {
         ("precision", ()): [Span(h(3), h(5))],

@@ -81,15 +81,14 @@ def kpi_outcomes(evaluation: Evaluation) -> tuple[CheckOutcome, ...]:
     """Every KPI outcome of an evaluation, measured or estimated: each is counted alike.
 
     Estimated KPIs (from prediction scores, while labels are late) travel beside the measured
-    ones, in ``evaluation.estimates`` where the evaluation carries them.
+    ones, in ``evaluation.estimates``.
     """
-    estimates: tuple[CheckOutcome, ...] = getattr(evaluation, "estimates", ())
-    return (*evaluation.kpis, *estimates)
+    return (*evaluation.kpis, *evaluation.estimates)
 
 
 def _estimated(outcome: CheckOutcome) -> bool:
     """An estimate describes the current window; a measured KPI the one its labels complete."""
-    return bool(getattr(outcome, "estimated", False))
+    return outcome.estimated
 
 
 @dataclass(frozen=True)
