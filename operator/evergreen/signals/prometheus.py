@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -22,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
 from evergreen.network import Failure, connection_failure
-from evergreen.signals.samples import QueryResult, Sample
+from evergreen.signals.samples import QueryResult, RangeResult, Sample
 
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
@@ -84,8 +85,36 @@ class PrometheusSource:
         return await asyncio.to_thread(self._instant, query, at, field)
 
     def _instant(self, query: str, at: datetime, field: str) -> QueryResult:
+        raw = self._ask(
+            lambda: self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"}), field
+        )
+        return _parse_result(query, raw)
+
+    async def range(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, field: str
+    ) -> RangeResult:
+        """Evaluate ``query`` at every ``step`` from ``start`` to ``end``."""
+        return await asyncio.to_thread(self._range, query, start, end, step, field)
+
+    def _range(self, query: str, start: datetime, end: datetime, step: timedelta, field: str) -> RangeResult:
+        raw = self._ask(
+            lambda: self._client.custom_query_range(
+                query,
+                start_time=start,
+                end_time=end,
+                step=f"{step.total_seconds():.3f}",
+                # The client rounds start and end to whole seconds; keep the milliseconds.
+                params={"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"},
+            ),
+            field,
+        )
+        count = int(round((end - start) / step)) + 1
+        times = np.asarray(start.timestamp() + step.total_seconds() * np.arange(count), dtype=np.float64)
+        return _parse_range(query, raw, times)
+
+    def _ask(self, call: Callable[[], Any], field: str) -> Any:
         try:
-            raw = self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"})
+            return call()
         except requests.exceptions.Timeout as error:
             raise MetricsUnavailable(
                 f"Prometheus at {self.endpoint.url} did not answer within "
@@ -102,7 +131,6 @@ class PrometheusSource:
             ) from error
         except PrometheusApiClientException as error:
             raise self._classify(error, field) from error
-        return _parse_result(query, raw)
 
     def _classify(self, error: PrometheusApiClientException, field: str) -> Exception:
         match = _STATUS.search(str(error))
@@ -130,3 +158,20 @@ def _parse_result(query: str, raw: Any) -> QueryResult:
             raise MetricsUnavailable("an instant query returned a range result")
         samples.append(Sample(dict(item.get("metric", {})), float(item["value"][1])))
     return QueryResult(query, tuple(samples))
+
+
+def _parse_range(query: str, raw: Any, times: np.ndarray[Any, np.dtype[np.float64]]) -> RangeResult:
+    if not isinstance(raw, list):
+        raise MetricsUnavailable(f"unexpected answer to a range query: {type(raw).__name__}")
+    values = np.full((len(raw), len(times)), np.nan)
+    present = np.zeros((len(raw), len(times)), dtype=bool)
+    labels = []
+    for row, item in enumerate(raw):
+        if "values" not in item:
+            raise MetricsUnavailable("a range query returned an instant result")
+        labels.append(dict(item.get("metric", {})))
+        for stamp, value in item["values"]:
+            column = int(round((float(stamp) - times[0]) / (times[1] - times[0]))) if len(times) > 1 else 0
+            values[row, column] = float(value)
+            present[row, column] = True
+    return RangeResult(query, tuple(labels), times, values, present)
