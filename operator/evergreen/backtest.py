@@ -3,13 +3,16 @@
 The backtest calls exactly what the live operator calls for every evaluation
 (:func:`~evergreen.observation.evaluate.evaluate`, then
 :func:`~evergreen.policy.engine.advance`); only the clock and the metric source differ.
+Against a live Prometheus, each planned query is fetched once per span as a range query on
+the replay's grid (:mod:`evergreen.signals.prefetch`), so an evaluation reads memory, not
+the network, and gets the very answers its instant queries would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +20,15 @@ from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import Evaluation, evaluate
+from evergreen.observation.plan import plan
 from evergreen.policy.engine import BaselineBounds, PolicyState, advance, baseline_bounds
+from evergreen.signals.prefetch import Grid, Prefetch, PrefetchedSource, RangeQueries
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
+
+#: ``progress(done, total)``: called as evaluations complete (``total`` may grow while an
+#: open incident makes the replay evaluate some times again).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,46 @@ def sampled_times(
     return sorted({at - interval * back for at in sampled for back in range(persistence_of)})
 
 
+def planned_queries(
+    spec: ModelMonitorSpec, namespace: str, times: Sequence[datetime], bounds: BaselineBounds
+) -> list[Prefetch]:
+    """The queries ``evaluate`` asks at ``times`` with ``bounds``, as :class:`Prefetch` items.
+
+    A baseline anchored by an acknowledgement can differ at the first times, so the plan is
+    taken at the first and the last time; a query asked at only some times is still right
+    at those (the rest are never asked).
+    """
+    prefetches: list[Prefetch] = []
+    for at in dict.fromkeys((times[0], times[-1])):
+        queries = plan(spec, namespace, at=at, baseline_anchor=bounds.anchor, baseline_until=bounds.until)
+        prefetches += [Prefetch(q.promql, q.field) for q in (*queries.drift, *queries.prediction_drift)]
+        checks = (*queries.data_quality, *queries.kpis, *queries.kpi_labels, *queries.samples)
+        prefetches += [Prefetch(q.promql, q.field, q.delay) for q in checks if q is not None]
+    return list(dict.fromkeys(prefetches))
+
+
+async def prefetched(
+    spec: ModelMonitorSpec,
+    source: MetricSource,
+    times: Sequence[datetime],
+    *,
+    namespace: str,
+    fetched: Progress | None = None,
+) -> MetricSource:
+    """``source`` with every planned query fetched once over ``times`` (see the module doc).
+
+    Returns ``source`` itself when it cannot answer range queries (a recording) or when
+    ``times`` lie on no grid worth fetching.
+    """
+    grid = Grid.covering(times)
+    if not isinstance(source, RangeQueries) or grid is None:
+        return source
+    bounds = baseline_bounds(spec, PolicyState(), None)
+    memory = PrefetchedSource(source)
+    await memory.fetch(source, planned_queries(spec, namespace, times, bounds), grid, fetched=fetched)
+    return memory
+
+
 async def replay(
     spec: ModelMonitorSpec,
     source: MetricSource,
@@ -105,18 +154,28 @@ async def replay(
     namespace: str,
     references: Mapping[str, Sequence[Sample]] | None = None,
     concurrency: int = 8,
+    prefetch: bool = True,
+    progress: Progress | None = None,
+    fetched: Progress | None = None,
 ) -> list[Step]:
     """Evaluate at each time, then decide in order, carrying the engine's state along.
 
     Evaluations do not depend on earlier decisions, so they run concurrently (at most
-    ``concurrency`` at a time); the engine then walks them in time order.
+    ``concurrency`` at a time); the engine then walks them in time order. With ``prefetch``
+    (and a source that answers range queries) the planned queries are fetched first, once
+    per span (``fetched(done, total)`` counts the range queries); ``progress(done, total)``
+    counts evaluations.
     """
+    if prefetch and times:
+        source = await prefetched(spec, source, times, namespace=namespace, fetched=fetched)
     limit = asyncio.Semaphore(concurrency)
     first = baseline_bounds(spec, PolicyState(), None)
+    done, total = 0, len(times)
 
     async def evaluate_at(at: datetime, bounds: BaselineBounds = first) -> Evaluation:
+        nonlocal done
         async with limit:
-            return await evaluate(
+            evaluation = await evaluate(
                 spec,
                 source,
                 at,
@@ -125,6 +184,10 @@ async def replay(
                 baseline_anchor=bounds.anchor,
                 baseline_until=bounds.until,
             )
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return evaluation
 
     evaluations = await asyncio.gather(*(evaluate_at(at) for at in times))
     state = PolicyState()
@@ -133,7 +196,11 @@ async def replay(
         bounds = baseline_bounds(spec, state, None)
         # While an incident is open its baseline stays before it, as in the operator: only
         # these evaluations depend on earlier decisions, and are evaluated again in order.
-        evaluation = unbounded if bounds == first else await evaluate_at(at, bounds)
+        if bounds == first:
+            evaluation = unbounded
+        else:
+            total += 1
+            evaluation = await evaluate_at(at, bounds)
         # Like the operator, decide on every evaluation: one without data decides Unknown.
         state = advance(spec, evaluation, state)
         steps.append(Step(at, evaluation, state.decision))

@@ -1,0 +1,184 @@
+"""Answer a replay's instant queries from range queries fetched once per span.
+
+Prometheus evaluates a range query at ``start, start + step, ...`` exactly as it evaluates an
+instant query at each of those times, so a range query answers thousands of instant queries
+at once with the same values. :class:`PrefetchedSource` holds those answers and serves
+``instant(query, at)`` from memory when ``query`` was fetched and ``at`` is on its grid.
+Anything else (another query, a time off the grid, a query whose range fetch failed) is
+asked from the live source, so every answer is the one the instant query would get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from evergreen.errors import MetricsUnavailable, QueryRejected
+from evergreen.signals.samples import QueryResult, RangeResult
+from evergreen.signals.source import MetricSource
+
+#: Prometheus refuses a range query with more than 11,000 points per series.
+MAX_POINTS = 11_000
+#: A grid may hold at most this many times as many points as there are evaluations: a sparse
+#: sample of a long span is cheaper to ask point by point than to fetch whole.
+MAX_SPARSENESS = 4
+
+
+@runtime_checkable
+class RangeQueries(Protocol):
+    """A metric source that also answers range queries (a live Prometheus)."""
+
+    async def range(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, field: str
+    ) -> RangeResult:
+        """Evaluate ``query`` at every ``step`` from ``start`` to ``end`` (both included)."""
+        ...
+
+
+def _millis(moment: datetime | float) -> int:
+    """A time as whole milliseconds: the resolution of Prometheus' ``time`` parameters."""
+    seconds = moment.timestamp() if isinstance(moment, datetime) else moment
+    return round(seconds * 1000)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Evenly spaced times: ``start``, ``start + step``, ... (``count`` of them)."""
+
+    start: datetime
+    step: timedelta
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.step <= timedelta(0) or self.count < 1:
+            raise ValueError(f"a grid needs a positive step and at least one time, got {self}")
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.step * (self.count - 1)
+
+    @classmethod
+    def covering(cls, times: Sequence[datetime], max_sparseness: int = MAX_SPARSENESS) -> Grid | None:
+        """The coarsest grid through every time, in whole milliseconds; None when there is no
+        worthwhile one (no times, or more than ``max_sparseness`` points per time)."""
+        stamps = sorted({_millis(at) for at in times})
+        if not stamps:
+            return None
+        step = 0
+        for before, after in zip(stamps, stamps[1:], strict=False):
+            step = math.gcd(step, after - before)
+        step = step or 1000  # one time: any step
+        count = (stamps[-1] - stamps[0]) // step + 1
+        if count > max_sparseness * len(stamps):
+            return None
+        first = min(times, key=_millis)
+        return cls(first, timedelta(milliseconds=step), count)
+
+    def shifted(self, by: timedelta) -> Grid:
+        """The same grid ``by`` earlier (a KPI asked ``labelDelay`` before the evaluation)."""
+        return Grid(self.start - by, self.step, self.count)
+
+    def chunks(self, max_points: int = MAX_POINTS) -> list[Grid]:
+        """Consecutive grids of at most ``max_points`` times that together are this one."""
+        if max_points < 1:
+            raise ValueError(f"max_points must be at least 1, got {max_points}")
+        return [
+            Grid(self.start + self.step * first, self.step, min(max_points, self.count - first))
+            for first in range(0, self.count, max_points)
+        ]
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """One query to fetch over the grid, as the evaluation will ask it."""
+
+    query: str
+    #: The spec field that asks (errors name it).
+    field: str
+    #: The query is asked this long before each evaluation (a KPI's label delay).
+    delay: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """A query whose range fetch failed: it is asked point by point, and fails there as it will."""
+
+    prefetch: Prefetch
+    message: str
+
+
+class PrefetchedSource:
+    """A :class:`MetricSource` that answers from range results, else from ``live``."""
+
+    def __init__(self, live: MetricSource) -> None:
+        self.live = live
+        #: query -> grid time (ms) -> the range result holding it.
+        self._answers: dict[str, dict[int, RangeResult]] = {}
+        self.failures: list[FetchFailure] = []
+        #: Instant queries answered from memory, and asked from the live source.
+        self.hits = 0
+        self.misses = 0
+
+    def add(self, result: RangeResult) -> None:
+        """Answer ``result.query`` at every time of ``result`` from it."""
+        by_time = self._answers.setdefault(result.query, {})
+        for stamp in result.times.tolist():
+            by_time[_millis(stamp)] = result
+
+    async def fetch(
+        self,
+        source: RangeQueries,
+        prefetches: Sequence[Prefetch],
+        grid: Grid,
+        *,
+        max_points: int = MAX_POINTS,
+        concurrency: int = 2,
+        fetched: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Fetch every query over ``grid`` (shifted by its delay), in chunks of ``max_points``.
+
+        ``fetched(done, total)`` is called after each range query. A query Prometheus cannot
+        answer as a range (too many samples, a timeout) is recorded in ``failures`` and left
+        to the live source.
+        """
+        unique = list(dict.fromkeys(prefetches))
+        work = [(p, chunk) for p in unique for chunk in grid.shifted(p.delay).chunks(max_points)]
+        limit = asyncio.Semaphore(concurrency)
+        failed: dict[Prefetch, str] = {}
+        done = 0
+
+        async def one(prefetch: Prefetch, chunk: Grid) -> None:
+            nonlocal done
+            async with limit:
+                if prefetch not in failed:
+                    try:
+                        result = await source.range(
+                            prefetch.query, chunk.start, chunk.end, chunk.step, field=prefetch.field
+                        )
+                    except (MetricsUnavailable, QueryRejected) as error:
+                        failed[prefetch] = str(error)
+                    else:
+                        self.add(result)
+            done += 1
+            if fetched is not None:
+                fetched(done, len(work))
+
+        await asyncio.gather(*(one(prefetch, chunk) for prefetch, chunk in work))
+        for prefetch, message in failed.items():
+            # Part of its grid may have been fetched: drop it all, so one query is answered
+            # one way over the whole span.
+            self._answers.pop(prefetch.query, None)
+            self.failures.append(FetchFailure(prefetch, message))
+
+    async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
+        """The prefetched answer when there is one, else the live source's."""
+        result = self._answers.get(query, {}).get(_millis(at))
+        if result is None:
+            self.misses += 1
+            return await self.live.instant(query, at, field=field)
+        self.hits += 1
+        return result.at(at)
