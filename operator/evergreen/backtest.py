@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -168,28 +168,35 @@ async def replay(
     """
     if prefetch and times:
         source = await prefetched(spec, source, times, namespace=namespace, fetched=fetched)
-    limit = asyncio.Semaphore(concurrency)
     first = baseline_bounds(spec, PolicyState(), None)
-    done, total = 0, len(times)
+    count = _Count(len(times), progress)
 
-    async def evaluate_at(at: datetime, bounds: BaselineBounds = first) -> Evaluation:
-        nonlocal done
-        async with limit:
-            evaluation = await evaluate(
-                spec,
-                source,
-                at,
-                namespace=namespace,
-                references=references,
-                baseline_anchor=bounds.anchor,
-                baseline_until=bounds.until,
-            )
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    async def evaluate_at(at: datetime, bounds: BaselineBounds) -> Evaluation:
+        evaluation = await evaluate(
+            spec,
+            source,
+            at,
+            namespace=namespace,
+            references=references,
+            baseline_anchor=bounds.anchor,
+            baseline_until=bounds.until,
+        )
+        count.done()
         return evaluation
 
-    evaluations = await asyncio.gather(*(evaluate_at(at) for at in times))
+    if isinstance(source, PrefetchedSource):
+        try:
+            return await _in_order(spec, source, times, evaluate_at, namespace=namespace)
+        finally:
+            source.forget_ahead()
+
+    limit = asyncio.Semaphore(concurrency)
+
+    async def limited(at: datetime) -> Evaluation:
+        async with limit:
+            return await evaluate_at(at, first)
+
+    evaluations = await asyncio.gather(*(limited(at) for at in times))
     state = PolicyState()
     steps = []
     for at, unbounded in zip(times, evaluations, strict=True):
@@ -199,8 +206,62 @@ async def replay(
         if bounds == first:
             evaluation = unbounded
         else:
-            total += 1
+            count.total += 1
             evaluation = await evaluate_at(at, bounds)
+        # Like the operator, decide on every evaluation: one without data decides Unknown.
+        state = advance(spec, evaluation, state)
+        steps.append(Step(at, evaluation, state.decision))
+    return steps
+
+
+class _Count:
+    """Evaluations done out of ``total``, reported to ``progress``."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total = total
+        self.progress = progress
+        self.finished = 0
+
+    def done(self) -> None:
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished, self.total)
+
+
+#: While an incident is open, the frozen baseline queries of this many evaluations ahead are
+#: asked from Prometheus while the current ones are computed.
+ASK_AHEAD = 16
+
+
+async def _in_order(
+    spec: ModelMonitorSpec,
+    source: PrefetchedSource,
+    times: Sequence[datetime],
+    evaluate_at: Callable[[datetime, BaselineBounds], Awaitable[Evaluation]],
+    *,
+    namespace: str,
+) -> list[Step]:
+    """Evaluate each time once, in order, with the bounds the engine's state sets.
+
+    Answers come from memory, so evaluating ahead gains nothing; only a baseline frozen by an
+    open incident is asked live (its query changes with each time), and is asked ahead.
+    """
+    first = baseline_bounds(spec, PolicyState(), None)
+    state = PolicyState()
+    steps = []
+    asked: tuple[BaselineBounds, int] = (first, 0)  # bounds asked ahead, up to which index
+    for index, at in enumerate(times):
+        bounds = baseline_bounds(spec, state, None)
+        if bounds != first:
+            start = asked[1] if asked[0] == bounds else index
+            for later in times[start : index + ASK_AHEAD]:
+                queries = plan(
+                    spec, namespace, at=later, baseline_anchor=bounds.anchor, baseline_until=bounds.until
+                )
+                for query in (*queries.drift, *queries.prediction_drift):
+                    source.ask_ahead(query.promql, later, field=query.field)
+            asked = (bounds, max(start, index + ASK_AHEAD))
+        evaluation = await evaluate_at(at, bounds)
         # Like the operator, decide on every evaluation: one without data decides Unknown.
         state = advance(spec, evaluation, state)
         steps.append(Step(at, evaluation, state.decision))

@@ -119,9 +119,17 @@ class PrefetchedSource:
         #: query -> grid time (ms) -> the range result holding it.
         self._answers: dict[str, dict[int, RangeResult]] = {}
         self.failures: list[FetchFailure] = []
-        #: Instant queries answered from memory, and asked from the live source.
+        #: (query, time in ms) -> an instant query asked ahead of time (see ``ask_ahead``).
+        self._ahead: dict[tuple[str, int], asyncio.Task[QueryResult]] = {}
+        self._ahead_limit = asyncio.Semaphore(2)
+        #: Instant queries answered from memory, asked ahead, and asked when needed.
         self.hits = 0
+        self.ahead = 0
         self.misses = 0
+
+    def holds(self, query: str, at: datetime) -> bool:
+        """Whether ``instant(query, at)`` is answered from memory."""
+        return _millis(at) in self._answers.get(query, {})
 
     def add(self, result: RangeResult) -> None:
         """Answer ``result.query`` at every time of ``result`` from it."""
@@ -174,11 +182,40 @@ class PrefetchedSource:
             self._answers.pop(prefetch.query, None)
             self.failures.append(FetchFailure(prefetch, message))
 
+    def ask_ahead(self, query: str, at: datetime, *, field: str) -> None:
+        """Start asking the live source now for an answer ``instant`` is likely to need soon.
+
+        Prometheus then works while the caller computes. History does not change, so the
+        answer is the one asking later would get; errors surface when it is used.
+        """
+        key = (query, _millis(at))
+        if key in self._ahead or self.holds(query, at):
+            return
+
+        async def ask() -> QueryResult:
+            async with self._ahead_limit:
+                return await self.live.instant(query, at, field=field)
+
+        task = asyncio.ensure_future(ask())
+        # An answer never used must not log "exception never retrieved".
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._ahead[key] = task
+
+    def forget_ahead(self) -> None:
+        """Cancel answers asked ahead that were not used."""
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
+
     async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
         """The prefetched answer when there is one, else the live source's."""
         result = self._answers.get(query, {}).get(_millis(at))
-        if result is None:
-            self.misses += 1
-            return await self.live.instant(query, at, field=field)
-        self.hits += 1
-        return result.at(at)
+        if result is not None:
+            self.hits += 1
+            return result.at(at)
+        asked = self._ahead.pop((query, _millis(at)), None)
+        if asked is not None:
+            self.ahead += 1
+            return await asked
+        self.misses += 1
+        return await self.live.instant(query, at, field=field)
