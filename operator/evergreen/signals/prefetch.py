@@ -11,6 +11,7 @@ asked from the live source, so every answer is the one the instant query would g
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class Grid:
         if not stamps:
             return None
         step = 0
-        for before, after in zip(stamps, stamps[1:], strict=False):
+        for before, after in itertools.pairwise(stamps):
             step = math.gcd(step, after - before)
         step = step or 1000  # one time: any step
         count = (stamps[-1] - stamps[0]) // step + 1

@@ -108,7 +108,7 @@ class PrometheusSource:
             ),
             field,
         )
-        count = int(round((end - start) / step)) + 1
+        count = round((end - start) / step) + 1
         times = np.asarray(start.timestamp() + step.total_seconds() * np.arange(count), dtype=np.float64)
         return _parse_range(query, raw, times)
 
@@ -171,7 +171,7 @@ def _parse_range(query: str, raw: Any, times: np.ndarray[Any, np.dtype[np.float6
             raise MetricsUnavailable("a range query returned an instant result")
         labels.append(dict(item.get("metric", {})))
         for stamp, value in item["values"]:
-            column = int(round((float(stamp) - times[0]) / (times[1] - times[0]))) if len(times) > 1 else 0
+            column = round((float(stamp) - times[0]) / (times[1] - times[0])) if len(times) > 1 else 0
             values[row, column] = float(value)
             present[row, column] = True
     return RangeResult(query, tuple(labels), times, values, present)

@@ -63,7 +63,6 @@ class RangeResult:
         return QueryResult(
             self.query,
             tuple(
-                Sample(self.labels[row], float(column[row]))
-                for row in np.flatnonzero(self.present[:, index])
+                Sample(self.labels[row], float(column[row])) for row in np.flatnonzero(self.present[:, index])
             ),
         )
