@@ -19,7 +19,9 @@ import numpy as np
 
 from evergreen.analysis.series import FloatArray
 from evergreen.errors import MetricsUnavailable, QueryRejected
-from evergreen.signals.samples import LabelColumn, QueryResult, RangeResult, columns_from_labels
+from evergreen.signals import tokens
+from evergreen.analysis.columns import LabelColumn
+from evergreen.signals.samples import QueryResult, RangeResult, columns_from_labels
 
 
 class _Data(msgspec.Struct):
@@ -130,6 +132,10 @@ def decode_instant(body: bytes, asked: Asked) -> QueryResult:
             f"the query returns a {kind!r} result where an instant vector or a scalar is needed; "
             "write an expression over metrics",
         )
+    fast = tokens.vector(bytes(data.result))
+    values = fast.values() if fast is not None else None
+    if fast is not None and values is not None:
+        return QueryResult.from_columns(asked.query, fast.columns, values)
     try:
         items = _VECTOR.decode(data.result)
     except msgspec.ValidationError as error:
@@ -152,6 +158,11 @@ def decode_range(body: bytes, asked: Asked, times: FloatArray) -> RangeResult:
             f"{data.resultType!r} result, not a matrix; check that spec.prometheus.url points at a "
             "Prometheus-compatible API"
         )
+    fast = tokens.matrix(bytes(data.result))
+    if fast is not None:
+        values, stamps = fast.values(), fast.stamps()
+        if values is not None and stamps is not None and fast.series_of_point is not None:
+            return _on_grid(asked, fast.columns, fast.series, fast.series_of_point, stamps, values, times)
     try:
         items = _MATRIX.decode(data.result)
     except msgspec.ValidationError as error:

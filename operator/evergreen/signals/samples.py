@@ -10,18 +10,17 @@ small answers of checks and KPIs.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from evergreen.analysis.columns import LabelColumn, LabelColumns
+from evergreen.analysis.parsing import label_columns
 from evergreen.analysis.series import BoolArray, FloatArray, IntArray
 from evergreen.errors import MetricsUnavailable
-
-#: The code of a series that lacks a label (Prometheus leaves empty labels out).
-ABSENT = -1
 
 
 @dataclass(frozen=True)
@@ -40,44 +39,10 @@ class Sample:
         return cls(labels=dict(data["labels"]), value=float(data["value"]))
 
 
-@dataclass(frozen=True, eq=False)
-class LabelColumn:
-    """One label over the series of an answer: per series a code into ``texts`` (-1: absent)."""
-
-    codes: IntArray
-    texts: tuple[str, ...]
-
-    def take(self, rows: IntArray | BoolArray) -> LabelColumn:
-        """The column of a subset of the series (texts kept, codes selected)."""
-        return LabelColumn(self.codes[rows], self.texts)
-
-    def equals(self, other: LabelColumn) -> bool:
-        """Same text per series (codes may be numbered differently)."""
-        if self.codes.shape != other.codes.shape:
-            return False
-        mine = [self.texts[c] if c >= 0 else None for c in self.codes.tolist()]
-        theirs = [other.texts[c] if c >= 0 else None for c in other.codes.tolist()]
-        return mine == theirs
-
-
-#: The labels of an answer's series, one column per label name.
-LabelColumns = Mapping[str, LabelColumn]
-
-
 def columns_from_labels(labels: Sequence[Mapping[str, str]]) -> dict[str, LabelColumn]:
     """Columns of a list of label sets (for answers built from samples, such as recordings)."""
     names = sorted({name for series in labels for name in series})
-    columns = {}
-    for name in names:
-        code_of: dict[Hashable, int] = {}
-        codes = np.fromiter(
-            (ABSENT if (text := series.get(name)) is None else code_of.setdefault(text, len(code_of))
-             for series in labels),
-            dtype=np.intp,
-            count=len(labels),
-        )  # fmt: skip
-        columns[name] = LabelColumn(codes, tuple(str(text) for text in code_of))
-    return columns
+    return label_columns(list(labels), names)
 
 
 class QueryResult:
@@ -90,6 +55,7 @@ class QueryResult:
     __slots__ = ("_columns", "_samples", "_values", "query")
 
     def __init__(self, query: str, samples: Sequence[Sample] = ()) -> None:
+        """An answer holding ``samples``; see :meth:`from_columns` for the decoder's form."""
         self.query = query
         self._samples: tuple[Sample, ...] | None = tuple(samples)
         self._columns: Mapping[str, LabelColumn] | None = None
@@ -120,7 +86,7 @@ class QueryResult:
         return len(self) == 0
 
     @property
-    def columns(self) -> Mapping[str, LabelColumn]:
+    def columns(self) -> LabelColumns:
         if self._columns is None:
             assert self._samples is not None
             self._columns = columns_from_labels([sample.labels for sample in self._samples])
