@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         f"scenario: showcase incidents over {data.duration.days} days; replay {start:%Y-%m-%d} + "
         f"{args.days} days = {len(times):,} evaluations"
     )
-    say("monitor: evergreen.simulation.suite.SUITE_MANIFEST (2 histogram families x 3 windows, 1 check, 3 KPIs)")
+    say(
+        "monitor: evergreen.simulation.suite.SUITE_MANIFEST "
+        "(2 histogram families x 3 windows, 1 check, 3 KPIs)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as workdir:
         began = time.perf_counter()
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             rate = len(times) / wall
             say()
             say("prefetched (range queries once per span, then evaluations from memory):")
-            say(f"  range queries: {fetch_s:6.1f} s  ({len(memory.failures)} failed and asked point by point)")
+            failed = len(memory.failures)
+            say(f"  range queries: {fetch_s:6.1f} s  ({failed} failed and asked point by point)")
             say(f"  evaluations:   {wall - fetch_s:6.1f} s")
             say(f"  wall:          {wall:6.1f} s  = {rate:,.0f} evaluations/s")
             say(
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if wall < TARGET_SECONDS else "FAIL"
     say(
         f"{len(times):,} evaluations over {args.days} days: {wall:.1f} s prefetched vs "
-        f"{slow_total:.0f} s step by step ({slow_total / wall:.0f}x); target < {TARGET_SECONDS:.0f} s: {verdict}"
+        f"{slow_total:.0f} s step by step ({slow_total / wall:.0f}x); "
+        f"target < {TARGET_SECONDS:.0f} s: {verdict}"
     )
     if args.output is not None:
         args.output.write_text("\n".join(lines) + "\n")

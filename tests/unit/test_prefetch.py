@@ -7,6 +7,7 @@ Prometheus evaluates a range query (the integration test replays against the rea
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -127,7 +128,7 @@ def test_chunks_cover_the_grid_without_overlap_or_gap() -> None:
     chunks = Grid(T0, STEP, 25).chunks(10)
     assert [chunk.count for chunk in chunks] == [10, 10, 5]
     assert chunks[0].start == T0 and chunks[-1].end == at(24)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start == before.end + STEP
     with pytest.raises(ValueError, match="max_points"):
         Grid(T0, STEP, 3).chunks(0)
