@@ -132,7 +132,9 @@ async def prefetched(
     namespace: str,
     fetched: Progress | None = None,
 ) -> MetricSource:
-    """``source`` with every planned query fetched once over ``times`` (see the module doc).
+    """``source`` with every planned query being fetched once over ``times`` (see the module
+    doc); the fetch runs in the background, earliest times first, and ``fetched(done, total)``
+    counts its range queries.
 
     Returns ``source`` itself when it cannot answer range queries (a recording) or when
     ``times`` lie on no grid worth fetching.
@@ -142,7 +144,7 @@ async def prefetched(
         return source
     bounds = baseline_bounds(spec, PolicyState(), None)
     memory = PrefetchedSource(source)
-    await memory.fetch(source, planned_queries(spec, namespace, times, bounds), grid, fetched=fetched)
+    memory.start(source, planned_queries(spec, namespace, times, bounds), grid, fetched=fetched)
     return memory
 
 
@@ -156,18 +158,17 @@ async def replay(
     concurrency: int = 8,
     prefetch: bool = True,
     progress: Progress | None = None,
-    fetched: Progress | None = None,
 ) -> list[Step]:
     """Evaluate at each time, then decide in order, carrying the engine's state along.
 
     Evaluations do not depend on earlier decisions, so they run concurrently (at most
     ``concurrency`` at a time); the engine then walks them in time order. With ``prefetch``
-    (and a source that answers range queries) the planned queries are fetched first, once
-    per span (``fetched(done, total)`` counts the range queries); ``progress(done, total)``
-    counts evaluations.
+    (and a source that answers range queries) the planned queries are fetched once per span,
+    earliest times first, while the first evaluations run; ``progress(done, total)`` counts
+    evaluations.
     """
     if prefetch and times:
-        source = await prefetched(spec, source, times, namespace=namespace, fetched=fetched)
+        source = await prefetched(spec, source, times, namespace=namespace)
     first = baseline_bounds(spec, PolicyState(), None)
     count = _Count(len(times), progress)
 
@@ -188,7 +189,7 @@ async def replay(
         try:
             return await _in_order(spec, source, times, evaluate_at, namespace=namespace)
         finally:
-            source.forget_ahead()
+            source.close()
 
     limit = asyncio.Semaphore(concurrency)
 

@@ -44,6 +44,7 @@ from evergreen.observation.evaluate import Evaluation, evaluate
 from evergreen.policy import PolicyState, advance
 from evergreen.progress import ProgressBar
 from evergreen.report import render_decision, render_evaluation
+from evergreen.signals.prefetch import PrefetchedSource
 from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.signals.recording import RecordedSource, Recorder, Recording
 from evergreen.signals.reference import parse_reference
@@ -250,16 +251,19 @@ async def _record(
     """Evaluate at every time through a recorder; each planned query is fetched once per span."""
     from evergreen import backtest
 
-    with ProgressBar("fetching", sys.stderr, unit="range queries", fixed_total=True) as fetched:
-        source = await backtest.prefetched(spec, live, times, namespace=namespace, fetched=fetched)
+    source = await backtest.prefetched(spec, live, times, namespace=namespace)
     recorder = Recorder(source)
-    with ProgressBar("recording", sys.stderr) as progress:
-        for done, at in enumerate(times, start=1):
-            evaluation = await evaluate(spec, recorder, at, namespace=namespace, references=references)
-            if evaluation.unavailable:
-                problem = evaluation.problems[0].message
-                raise MetricsUnavailable(f"Prometheus could not answer at {at.isoformat()}: {problem}")
-            progress(done, len(times))
+    try:
+        with ProgressBar("recording", sys.stderr) as progress:
+            for done, at in enumerate(times, start=1):
+                evaluation = await evaluate(spec, recorder, at, namespace=namespace, references=references)
+                if evaluation.unavailable:
+                    problem = evaluation.problems[0].message
+                    raise MetricsUnavailable(f"Prometheus could not answer at {at.isoformat()}: {problem}")
+                progress(done, len(times))
+    finally:
+        if isinstance(source, PrefetchedSource):
+            source.close()
     return recorder
 
 
@@ -355,7 +359,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     references = _references(spec, args.baseline_file)
     with (
         _scenario_prometheus(args.scenario) as url,
-        ProgressBar("fetching", sys.stderr, unit="range queries", fixed_total=True) as fetched,
         ProgressBar("backtest", sys.stderr) as progress,
     ):
         steps = asyncio.run(
@@ -366,7 +369,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 namespace=_namespace(manifest, args.namespace),
                 references=references,
                 progress=progress,
-                fetched=fetched,
             )
         )
     code = _finish_backtest(args, spec, steps)

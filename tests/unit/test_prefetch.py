@@ -48,10 +48,12 @@ def instant_answer(query: str, when: datetime) -> QueryResult:
 class TableSource:
     """Answers instant and range queries from :data:`TABLE`; counts what it was asked."""
 
-    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, failing: frozenset[str] = frozenset(), fail_after: datetime | None = None) -> None:
         self.ranges: list[tuple[str, datetime, datetime, timedelta]] = []
         self.instants: list[tuple[str, datetime]] = []
         self.failing = failing
+        #: Range queries reaching past this time fail (a chunk Prometheus cannot answer).
+        self.fail_after = fail_after
 
     async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
         self.instants.append((query, at))
@@ -63,7 +65,8 @@ class TableSource:
         self, query: str, start: datetime, end: datetime, step: timedelta, *, field: str
     ) -> RangeResult:
         self.ranges.append((query, start, end, step))
-        if query in self.failing:
+        await asyncio.sleep(0.01)  # answers take time: callers must wait for theirs
+        if query in self.failing or (self.fail_after is not None and end > self.fail_after):
             raise QueryRejected(field, "query processing would load too many samples into memory")
         count = round((end - start) / step) + 1
         times = np.array([(start + step * i).timestamp() for i in range(count)])
@@ -240,6 +243,47 @@ def test_an_answer_asked_ahead_is_the_live_answer_and_is_used_once() -> None:
         await source.instant("frozen", at(3), field="f")  # used up: asked again
         assert live.instants.count(("frozen", at(3))) == 2
         source.ask_ahead("never-used", at(9), field="f")
-        source.forget_ahead()
+        source.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_evaluation_waits_for_its_chunk_while_later_ones_are_fetched() -> None:
+    live = TableSource()
+
+    async def scenario() -> None:
+        source = PrefetchedSource(live)
+        source.start(live, [Prefetch("q", "f")], Grid(T0, STEP, 20), max_points=5, concurrency=1)
+        first = await source.instant("q", at(0), field="f")
+        # The first chunk is in; later ones are still being fetched, none asked point by point.
+        assert len(live.ranges) < 4 and live.instants == []
+        assert same(first, instant_answer("q", at(0)))
+        last = await source.instant("q", at(19), field="f")
+        assert same(last, instant_answer("q", at(19))) and len(live.ranges) == 4
+        assert live.instants == [] and source.hits == 2
+        source.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_chunk_that_fails_leaves_its_times_and_the_rest_to_the_live_source() -> None:
+    live = TableSource(fail_after=at(7))
+    source = asyncio.run(prefetched(Grid(T0, STEP, 20), [Prefetch("q", "f")], live, max_points=5))
+    assert len(source.failures) == 1 and len(live.ranges) == 2  # later chunks are not asked
+    for index in (4, 5, 10, 19):
+        assert same(asyncio.run(source.instant("q", at(index), field="f")), instant_answer("q", at(index)))
+    assert live.instants == [("q", at(5)), ("q", at(10)), ("q", at(19))]
+
+
+def test_closing_stops_the_fetch_and_nobody_waits_forever() -> None:
+    live = TableSource()
+
+    async def scenario() -> None:
+        source = PrefetchedSource(live)
+        source.start(live, [Prefetch("q", "f")], Grid(T0, STEP, 20), max_points=2, concurrency=1)
+        source.close()
+        await asyncio.sleep(0)
+        answer = await asyncio.wait_for(source.instant("q", at(19), field="f"), timeout=5)
+        assert same(answer, instant_answer("q", at(19)))
 
     asyncio.run(scenario())

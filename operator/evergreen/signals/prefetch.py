@@ -24,6 +24,8 @@ from evergreen.signals.source import MetricSource
 
 #: Prometheus refuses a range query with more than 11,000 points per series.
 MAX_POINTS = 11_000
+#: Chunks of a day at a 5-minute step: the first evaluations wait for one chunk, not the span.
+CHUNK_POINTS = 288
 #: A grid may hold at most this many times as many points as there are evaluations: a sparse
 #: sample of a long span is cheaper to ask point by point than to fetch whole.
 MAX_SPARSENESS = 4
@@ -112,6 +114,24 @@ class FetchFailure:
     message: str
 
 
+@dataclass(frozen=True)
+class _Coming:
+    """A grid being fetched in chunks of ``size`` times; ``ready[i]`` is set once chunk i is in."""
+
+    grid: Grid
+    size: int
+    ready: list[asyncio.Event]
+
+    def ready_at(self, stamp: int) -> asyncio.Event | None:
+        """The event of the chunk holding time ``stamp`` (ms), or None off this grid."""
+        offset = stamp - _millis(self.grid.start)
+        step = _millis(self.grid.step.total_seconds())
+        if offset < 0 or offset % step:
+            return None
+        index = offset // step
+        return self.ready[index // self.size] if index < self.grid.count else None
+
+
 class PrefetchedSource:
     """A :class:`MetricSource` that answers from range results, else from ``live``."""
 
@@ -120,6 +140,10 @@ class PrefetchedSource:
         #: query -> grid time (ms) -> the range result holding it.
         self._answers: dict[str, dict[int, RangeResult]] = {}
         self.failures: list[FetchFailure] = []
+        #: query -> the grids being fetched for it, with an event per chunk.
+        self._coming: dict[str, list[_Coming]] = {}
+        self._fetching: asyncio.Future[None] | None = None
+        self._broken: Exception | None = None
         #: (query, time in ms) -> an instant query asked ahead of time (see ``ask_ahead``).
         self._ahead: dict[tuple[str, int], asyncio.Task[QueryResult]] = {}
         self._ahead_limit = asyncio.Semaphore(2)
@@ -138,6 +162,73 @@ class PrefetchedSource:
         for stamp in result.times.tolist():
             by_time[_millis(stamp)] = result
 
+    def start(
+        self,
+        source: RangeQueries,
+        prefetches: Sequence[Prefetch],
+        grid: Grid,
+        *,
+        max_points: int = CHUNK_POINTS,
+        concurrency: int = 2,
+        fetched: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Start fetching every query over ``grid`` (shifted by its delay), earliest chunks of
+        ``max_points`` first; ``instant`` waits for the chunk it needs, so the caller can
+        compute while Prometheus works on later chunks.
+
+        ``fetched(done, total)`` is called after each range query. A query Prometheus cannot
+        answer as a range (too many samples, a timeout) is recorded in ``failures`` and its
+        remaining times are left to the live source.
+        """
+        unique = list(dict.fromkeys(prefetches))
+        chunked = {prefetch: grid.shifted(prefetch.delay).chunks(max_points) for prefetch in unique}
+        events = {prefetch: [asyncio.Event() for _ in chunks] for prefetch, chunks in chunked.items()}
+        for prefetch in unique:
+            coming = _Coming(grid.shifted(prefetch.delay), max_points, events[prefetch])
+            self._coming.setdefault(prefetch.query, []).append(coming)
+        count = len(next(iter(chunked.values()), []))
+        work = [(p, chunked[p][index], events[p][index]) for index in range(count) for p in unique]
+        self._fetching = asyncio.ensure_future(self._fetch(source, work, concurrency, fetched))
+
+    async def _fetch(
+        self,
+        source: RangeQueries,
+        work: list[tuple[Prefetch, Grid, asyncio.Event]],
+        concurrency: int,
+        fetched: Callable[[int, int], None] | None,
+    ) -> None:
+        limit = asyncio.Semaphore(concurrency)  # FIFO: chunks start in time order
+        failed: set[Prefetch] = set()
+        done = 0
+
+        async def one(prefetch: Prefetch, chunk: Grid, ready: asyncio.Event) -> None:
+            nonlocal done
+            try:
+                async with limit:
+                    if prefetch not in failed:
+                        result = await source.range(
+                            prefetch.query, chunk.start, chunk.end, chunk.step, field=prefetch.field
+                        )
+                        self.add(result)
+            except (MetricsUnavailable, QueryRejected) as error:
+                if prefetch not in failed:  # chunks in flight together may all fail
+                    failed.add(prefetch)
+                    self.failures.append(FetchFailure(prefetch, str(error)))
+            except Exception as error:  # a defect: every waiting evaluation must see it
+                self._broken = error
+                raise
+            finally:
+                ready.set()
+            done += 1
+            if fetched is not None:
+                fetched(done, len(work))
+
+        try:
+            await asyncio.gather(*(one(prefetch, chunk, ready) for prefetch, chunk, ready in work))
+        finally:
+            for _, _, ready in work:
+                ready.set()  # nobody waits for a chunk that will not come
+
     async def fetch(
         self,
         source: RangeQueries,
@@ -148,40 +239,20 @@ class PrefetchedSource:
         concurrency: int = 2,
         fetched: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Fetch every query over ``grid`` (shifted by its delay), in chunks of ``max_points``.
+        """:meth:`start`, then wait until every chunk has been fetched."""
+        self.start(source, prefetches, grid, max_points=max_points, concurrency=concurrency, fetched=fetched)
+        assert self._fetching is not None
+        await self._fetching
 
-        ``fetched(done, total)`` is called after each range query. A query Prometheus cannot
-        answer as a range (too many samples, a timeout) is recorded in ``failures`` and left
-        to the live source.
-        """
-        unique = list(dict.fromkeys(prefetches))
-        work = [(p, chunk) for p in unique for chunk in grid.shifted(p.delay).chunks(max_points)]
-        limit = asyncio.Semaphore(concurrency)
-        failed: dict[Prefetch, str] = {}
-        done = 0
-
-        async def one(prefetch: Prefetch, chunk: Grid) -> None:
-            nonlocal done
-            async with limit:
-                if prefetch not in failed:
-                    try:
-                        result = await source.range(
-                            prefetch.query, chunk.start, chunk.end, chunk.step, field=prefetch.field
-                        )
-                    except (MetricsUnavailable, QueryRejected) as error:
-                        failed[prefetch] = str(error)
-                    else:
-                        self.add(result)
-            done += 1
-            if fetched is not None:
-                fetched(done, len(work))
-
-        await asyncio.gather(*(one(prefetch, chunk) for prefetch, chunk in work))
-        for prefetch, message in failed.items():
-            # Part of its grid may have been fetched: drop it all, so one query is answered
-            # one way over the whole span.
-            self._answers.pop(prefetch.query, None)
-            self.failures.append(FetchFailure(prefetch, message))
+    async def _arrived(self, query: str, at: datetime) -> None:
+        """Wait for the chunk that will answer ``query`` at ``at``, if one is coming."""
+        stamp = _millis(at)
+        for coming in self._coming.get(query, ()):
+            ready = coming.ready_at(stamp)
+            if ready is not None:
+                await ready.wait()
+        if self._broken is not None:
+            raise self._broken
 
     def ask_ahead(self, query: str, at: datetime, *, field: str) -> None:
         """Start asking the live source now for an answer ``instant`` is likely to need soon.
@@ -202,8 +273,13 @@ class PrefetchedSource:
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._ahead[key] = task
 
-    def forget_ahead(self) -> None:
-        """Cancel answers asked ahead that were not used."""
+    def close(self) -> None:
+        """Stop fetching, and cancel answers asked ahead that were not used."""
+        if self._fetching is not None:
+            self._fetching.cancel()
+        for coming in (coming for comings in self._coming.values() for coming in comings):
+            for ready in coming.ready:
+                ready.set()  # what was not fetched is asked live
         for task in self._ahead.values():
             task.cancel()
         self._ahead.clear()
@@ -211,6 +287,9 @@ class PrefetchedSource:
     async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
         """The prefetched answer when there is one, else the live source's."""
         result = self._answers.get(query, {}).get(_millis(at))
+        if result is None and query in self._coming:
+            await self._arrived(query, at)
+            result = self._answers.get(query, {}).get(_millis(at))
         if result is not None:
             self.hits += 1
             return result.at(at)
