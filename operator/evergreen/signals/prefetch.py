@@ -15,8 +15,10 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
 from evergreen.signals.samples import QueryResult, RangeResult
@@ -115,6 +117,25 @@ class FetchFailure:
 
 
 @dataclass(frozen=True)
+class _Point:
+    """One grid time of a range result."""
+
+    result: RangeResult
+    index: int
+    #: Every series of the result has a point here.
+    complete: bool
+
+    def answer(self) -> QueryResult:
+        """The instant answer at this time (:meth:`RangeResult.at`, without selecting rows
+        when every series is there: the common case, and the one evaluations repeat)."""
+        result = self.result
+        if not self.complete or result.columns is None:
+            return result.at(datetime.fromtimestamp(float(result.times[self.index]), UTC))
+        values = np.ascontiguousarray(result.values[:, self.index])
+        return QueryResult.from_columns(result.query, result.columns, values)
+
+
+@dataclass(frozen=True)
 class _Coming:
     """A grid being fetched in chunks of ``size`` times; ``ready[i]`` is set once chunk i is in."""
 
@@ -137,8 +158,8 @@ class PrefetchedSource:
 
     def __init__(self, live: MetricSource) -> None:
         self.live = live
-        #: query -> grid time (ms) -> the range result holding it.
-        self._answers: dict[str, dict[int, RangeResult]] = {}
+        #: query -> grid time (ms) -> where the range results hold its answer.
+        self._answers: dict[str, dict[int, _Point]] = {}
         self.failures: list[FetchFailure] = []
         #: query -> the grids being fetched for it, with an event per chunk.
         self._coming: dict[str, list[_Coming]] = {}
@@ -159,8 +180,9 @@ class PrefetchedSource:
     def add(self, result: RangeResult) -> None:
         """Answer ``result.query`` at every time of ``result`` from it."""
         by_time = self._answers.setdefault(result.query, {})
-        for stamp in result.times.tolist():
-            by_time[_millis(stamp)] = result
+        complete = [bool(every) for every in np.all(result.present, axis=0)]  # no series: complete
+        for index, (stamp, every) in enumerate(zip(result.times.tolist(), complete, strict=True)):
+            by_time[_millis(stamp)] = _Point(result, index, every)
 
     def start(
         self,
@@ -292,7 +314,7 @@ class PrefetchedSource:
             result = self._answers.get(query, {}).get(_millis(at))
         if result is not None:
             self.hits += 1
-            return result.at(at)
+            return result.answer()
         asked = self._ahead.pop((query, _millis(at)), None)
         if asked is not None:
             self.ahead += 1
