@@ -203,7 +203,9 @@ class Evaluation:
         )
 
 
-def _histograms(answer: QueryResult, drift: HistogramDrift, feature_label: str | None) -> HistogramSet:
+def _histograms(
+    answer: QueryResult, drift: HistogramDrift, feature_label: str | None, field: str
+) -> HistogramSet:
     histograms = HistogramSet.from_columns(
         answer.columns,
         answer.values,
@@ -211,6 +213,12 @@ def _histograms(answer: QueryResult, drift: HistogramDrift, feature_label: str |
         segment_labels=list(drift.segment_by),
         default_feature=PREDICTION,
     )
+    if not len(histograms) and histograms.samples_without_bound:
+        raise AnalysisError(
+            f"none of the {histograms.samples_without_bound} {drift.histogram}_bucket series has an le "
+            f"label: {field}.histogram must name a classic Prometheus histogram (its _bucket series "
+            "carry le); check recording rules or relabelling that drop it"
+        )
     return histograms.with_totals() if drift.segment_by else histograms
 
 
@@ -270,15 +278,15 @@ async def _drift(
             f"baseline not ready: no {config.histogram}_bucket series in the baseline window yet",
         )
     try:
-        current_histograms = _histograms(current, config, feature_label)
-        baseline_histograms = _histograms(baseline, config, feature_label)
+        current_histograms = _histograms(current, config, feature_label, field)
+        baseline_histograms = _histograms(baseline, config, feature_label, field)
         layouts = layout_changes(baseline_histograms, current_histograms)
         aligned = align(baseline_histograms, current_histograms)
         scores = drift_scores(config.method, aligned)
         previous = by_window.get(Window.PREVIOUS)
         step = np.full(len(scores.keys), np.nan)
         if previous is not None and not previous.empty:
-            previous_histograms = _histograms(previous, config, feature_label)
+            previous_histograms = _histograms(previous, config, feature_label, field)
             step_scores = drift_scores(config.method, align(previous_histograms, current_histograms))
             # A window holding two layouts has no step to show; a pure change of layout is
             # compared on the shared bounds like any other.

@@ -1,13 +1,14 @@
 """Prometheus HTTP API bodies -> columnar answers, without a Python object per sample.
 
-The envelope (``status``, ``data.resultType``, ``error``, ``warnings``) is decoded with msgspec,
-which also checks that the whole body is well-formed JSON; ``data.result`` stays raw bytes.
-Those bytes are then read by :mod:`evergreen.signals.tokens` with numpy (a pass over the
-quote positions, label texts factorised per distinct text, every value parsed in one call).
-An answer laid out in any other way than Prometheus lays it out (whitespace, other key
-orders, a proxy that reformats) is decoded by msgspec into objects instead: slower, same
-result. Every failure is a :class:`MetricsUnavailable` or :class:`QueryRejected` that names
-the query's spec field and what to do.
+An instant-query body exactly as Prometheus writes it is read whole by
+:func:`evergreen.signals.tokens.canonical_vector`, which checks every byte itself. Any
+other body has its envelope (``status``, ``data.resultType``, ``error``, ``warnings``)
+decoded by msgspec, which also checks that the whole body is well-formed JSON, while
+``data.result`` stays raw bytes for :mod:`evergreen.signals.tokens` (quote positions, label
+texts factorised per distinct text, every value parsed in one call). An answer laid out in a
+way the readers do not know (whitespace, other key orders, escapes) is decoded by msgspec
+into objects instead: slower, same result. Every failure is a :class:`MetricsUnavailable` or
+:class:`QueryRejected` that names the query's spec field and what to do.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
+from evergreen.analysis.columns import LabelColumn
 from evergreen.analysis.series import FloatArray
 from evergreen.errors import MetricsUnavailable, QueryRejected
 from evergreen.signals import tokens
-from evergreen.analysis.columns import LabelColumn
 from evergreen.signals.samples import QueryResult, RangeResult, columns_from_labels
 
 
@@ -41,8 +42,8 @@ class _Envelope(msgspec.Struct):
 class _VectorItem(msgspec.Struct):
     metric: dict[str, str] = {}
     value: tuple[float, str] | None = None
-    #: A native histogram sample, in place of ``value``.
-    histogram: msgspec.Raw | None = None
+    #: A native histogram sample, in place of ``value`` (empty when absent).
+    histogram: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _MatrixItem(msgspec.Struct):
@@ -110,6 +111,11 @@ def _envelope(body: bytes, asked: Asked) -> _Data:
 
 def decode_instant(body: bytes, asked: Asked) -> QueryResult:
     """An ``/api/v1/query`` body as a columnar answer."""
+    canonical = tokens.canonical_vector(body)
+    if canonical is not None:
+        values = canonical.values()
+        if values is not None:
+            return QueryResult.from_columns(asked.query, canonical.columns, values)
     data = _envelope(body, asked)
     kind = data.resultType
     if kind == "scalar":

@@ -11,11 +11,13 @@ all values are parsed in one call. Python runs per distinct label text, never pe
 
 Anything else (whitespace, another key order, a quote inside a label value, a field this
 module does not know) returns ``None``: the caller decodes that answer object by object.
-The envelope has been decoded by msgspec before, so the text is known to be valid JSON.
+Except for :func:`canonical_vector`, which checks every byte itself, the envelope has been
+decoded by msgspec before, so the text is known to be valid JSON.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -40,11 +42,15 @@ _NUMBER_BYTES = np.zeros(256, dtype=bool)
 _NUMBER_BYTES[np.frombuffer(b"0123456789.eE+-", dtype=np.uint8)] = True
 
 _FLOATS = msgspec.json.Decoder(list[float])
+#: Characters a JSON string cannot hold unescaped.
+_CONTROL = re.compile("[\x00-\x1f]")
 _TEXT = msgspec.json.Decoder(str)
 
 #: Odd multipliers of the word hash (any odd numbers spread the words over 64 bits).
 _WORD_FACTOR = np.uint64(0x9E3779B97F4A7C15)
 _LENGTH_FACTOR = np.uint64(0xC2B2AE3D27D4EB4F)
+#: Multipliers that place keys in hash-table slots; the next is tried when two keys clash.
+_SLOT_FACTORS = (np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9), np.uint64(0xD6E8FEB86659FD93))
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +93,8 @@ class Answer:
 
 def vector(result: bytes) -> Answer | None:
     """An instant vector's ``result`` array, or None when it is not laid out as expected."""
-    return _read(result, matrix=False)
+    uniform = _uniform_vector(result)
+    return uniform if uniform is not None else _read(result, matrix=False)
 
 
 def matrix(result: bytes) -> Answer | None:
@@ -101,8 +108,8 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return Answer(
             0, {}, b"[]", empty, b"[]" if matrix else None, np.zeros(0, dtype=np.intp) if matrix else None
         )
-    # Two bytes of padding so that looking past the last quote stays inside the array.
-    text: Bytes = np.frombuffer(result + b"\0\0", dtype=np.uint8)
+    # Padding so that looking past the last quote, and rows of bytes, stay inside the array.
+    text: Bytes = np.frombuffer(result + b" " * _PADDING, dtype=np.uint8)
     quotes = np.flatnonzero(text == _QUOTE)
     if quotes.size % 2 or quotes.size == 0 or quotes[0] == 0:
         return None
@@ -114,8 +121,10 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return None
     if opens[0] != 2 or closes[-1] != len(result) - (5 if matrix else 4):
         return None  # '[{"metric"...' at the start, '..."]}]' (or '"]]}]') at the end
-    if not (_is_word(text, opens, closes, kinds == _METRIC, b"metric")
-            and _is_word(text, opens, closes, kinds == _VALUES_KEY, b"values" if matrix else b"value")):  # fmt: skip
+    key = b"values" if matrix else b"value"
+    if not _is_word(text, opens, closes, kinds == _METRIC, b"metric"):
+        return None
+    if not _is_word(text, opens, closes, kinds == _VALUES_KEY, key):
         return None
 
     series_of_token = np.cumsum(kinds == _METRIC) - 1
@@ -126,9 +135,7 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
     if columns is None:
         return None
     samples = kinds == _SAMPLE
-    value_text, special = _number_array(text, opens[samples] + 1, closes[samples])
-    if value_text is None:
-        return None
+    value_text, special = _value_rows(text, opens[samples] + 1, closes[samples])
     if not matrix:
         # Each sample is '[t,"v"]' after '"value":': its timestamp must be a number too.
         key_ends = closes[np.flatnonzero(samples) - 1]
@@ -137,9 +144,8 @@ def _read(result: bytes, *, matrix: bool) -> Answer | None:
         return Answer(count, columns, value_text, special)
     # Each point is '[t,"v"]': its timestamp runs from after the '[' to before the ','.
     stamp_starts = closes[np.flatnonzero(samples) - 1] + 4
-    stamp_text = _number_text(text, stamp_starts, opens[samples] - 1)
-    if stamp_text is None:
-        return None
+    # A timestamp that is not one number fails to parse, or parses to more numbers than points.
+    stamp_text, _ = _value_rows(text, stamp_starts, opens[samples] - 1, specials=False)
     return Answer(count, columns, value_text, special, stamp_text, series_of_token[samples])
 
 
@@ -223,9 +229,7 @@ def _separated(
     if matrix and not (text[after_key + 3] == _OPEN_ARRAY).all():
         return False
     after_sample = ends[to_sample & (first == _SAMPLE)]
-    if after_sample.size and not _bytes_at(text, after_sample + 2, b",["):
-        return False
-    return True
+    return _bytes_at(text, after_sample + 2, b",[")
 
 
 def _bytes_at(text: Bytes, starts: IntArray, expected: bytes) -> bool:
@@ -259,34 +263,6 @@ def _number_text(text: Bytes, starts: IntArray, ends: IntArray) -> bytes | None:
         return None
     with_commas = np.insert(joined, offsets[1:-1], _COMMA)
     return b"[" + with_commas.tobytes() + b"]"
-
-
-def _number_array(text: Bytes, starts: IntArray, ends: IntArray) -> tuple[bytes | None, npt.NDArray[np.int8]]:
-    """Sample value texts as a JSON array; NaN and ±Inf (not JSON numbers) set aside as 0."""
-    lengths = ends - starts
-    first = text[starts]
-    special = np.zeros(starts.size, dtype=np.int8)
-    nan = (lengths == 3) & _bytes_mask(text, starts, b"NaN")
-    plus = (lengths == 4) & _bytes_mask(text, starts, b"+Inf")
-    minus = (lengths == 4) & (first == ord("-")) & _bytes_mask(text, starts, b"-Inf")
-    special[nan], special[plus], special[minus] = 1, 2, 3
-    if not special.any():
-        return _number_text(text, starts, ends), special
-    # Point a special value at a '0' of its own text? It has none: use a one-byte '0' buffer.
-    zero = text.size
-    padded = np.append(text, np.uint8(ord("0")))
-    normal = special == 0
-    starts = np.where(normal, starts, zero)
-    ends = np.where(normal, ends, zero + 1)
-    return _number_text(padded, starts, ends), special
-
-
-def _bytes_mask(text: Bytes, starts: IntArray, expected: bytes) -> npt.NDArray[np.bool_]:
-    limit = text.size - len(expected)
-    safe = np.minimum(starts, limit)
-    window = text[safe[:, np.newaxis] + np.arange(len(expected))]
-    matches: npt.NDArray[np.bool_] = (window == np.frombuffer(expected, dtype=np.uint8)).all(axis=1)
-    return matches
 
 
 def _columns(
@@ -350,7 +326,7 @@ def _factorise(
     hashes = hashes + lengths.astype(np.uint64) * _LENGTH_FACTOR
     if groups is not None:
         hashes = hashes ^ (groups.astype(np.uint64) * _WORD_FACTOR)
-    distinct, first_of, codes = np.unique(hashes, return_index=True, return_inverse=True)
+    _, first_of, codes = np.unique(hashes, return_index=True, return_inverse=True)
     codes = codes.reshape(-1)
     representative = first_of[codes]
     # Exactness: same length, same group, same words as the representative.
@@ -373,3 +349,207 @@ def _factorise(
     if len(set(texts)) != len(texts):
         return codes, None  # one text written two ways (escaped and not): rare, read generally
     return codes, texts
+
+
+# --- every series with the same label names: one row of quotes per series -------------------
+
+_PREFIX = b'[{"metric":{'
+#: Bytes after the answer that rows of bytes may read into.
+_PADDING = 64
+#: How Prometheus begins and ends a whole instant-vector body without warnings.
+_BODY_START = b'{"status":"success","data":{"resultType":"vector","result":'
+_BODY_END = b"}}"
+
+
+def canonical_vector(body: bytes) -> Answer | None:
+    """A whole ``/api/v1/query`` body as Prometheus writes it, read without a JSON decoder.
+
+    The reader checks every byte of such a body itself (the first series is decoded by
+    msgspec, every other one must match it byte for byte outside its label values and
+    sample value, and those are decoded per distinct text and parsed as numbers), so the
+    body needs no separate validating pass. None: any other body (an error, warnings,
+    another layout); the caller then decodes the envelope first.
+    """
+    if not (body.startswith(_BODY_START) and body.endswith(_BODY_END)):
+        return None
+    return _uniform_vector(body[len(_BODY_START) : -len(_BODY_END)], validated=False)
+
+
+def _uniform_vector(result: bytes, *, validated: bool = True) -> Answer | None:
+    """An instant vector whose series all carry the same label names in the same order.
+
+    That is the answer of every ``sum by (...)`` whose labels are all set, so histogram
+    answers. Each series then has the same number of quotes, and the quote positions form
+    a ``(series, quotes)`` matrix. Between two variable texts (label values, the sample
+    value) every series must hold exactly the bytes of the first one, which msgspec decodes:
+    '{"metric":{"a":"', '","b":"', '"},"value":[<timestamp>,"' (an instant query has one
+    timestamp), then '"]},' before the next series. Bytes are compared and label values
+    keyed as unaligned 8-byte words; no Python runs per series.
+    """
+    if not result.startswith(_PREFIX) or not result.endswith(b"]}]") or b"\\" in result:
+        return None  # escapes: the general reader decodes those texts
+    names = _first_series(result)
+    if names is None:
+        return None
+    labels = len(names)
+    per_series = 6 + 4 * labels
+    # Padding lets words and rows read past the end of the answer.
+    padded = result + b" " * _PADDING
+    text: Bytes = np.frombuffer(padded, dtype=np.uint8)
+    words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    quotes = np.flatnonzero(text == _QUOTE)
+    if quotes.size % per_series:
+        return None
+    count = quotes.size // per_series
+    rows = quotes.reshape(count, per_series)
+    # Quote columns: "metric" 0-1, label j name 2+4j..3+4j and value 4+4j..5+4j, then "value"
+    # and the sample value.
+    if rows[0, 0] != 2 or rows[-1, -1] != len(result) - 4:
+        return None
+    between = rows[:-1, -1]
+    if not (rows[1:, 0] - between == 5).all() or not (text[between + 3] == _COMMA).all():
+        return None
+    fixed_starts = [rows[:, 0] - 1, *(rows[:, 5 + 4 * j] for j in range(labels))]
+    fixed_ends = [rows[:, 4 + 4 * j] for j in range(labels)] + [rows[:, -2]]
+    fixed_starts.append(rows[:, -1])
+    fixed_ends.append(rows[:, -1] + 3)  # '"]}'
+    for begin, end in zip(fixed_starts, fixed_ends, strict=True):
+        if not _same_bytes(words, begin, end):
+            return None
+    columns: dict[str, LabelColumn] = {}
+    for j, name in enumerate(names):
+        column = _word_column(text, words, rows[:, 4 + 4 * j] + 1, rows[:, 5 + 4 * j], validated)
+        if column is None:
+            return None
+        columns[name] = column
+    value_text, special = _value_rows(text, rows[:, -2] + 1, rows[:, -1])
+    return Answer(count, dict(sorted(columns.items())), value_text, special)
+
+
+class _FirstSeries(msgspec.Struct):
+    metric: dict[str, str]
+    value: tuple[float, str]
+
+
+_FIRST = msgspec.json.Decoder(_FirstSeries)
+
+
+def _first_series(result: bytes) -> list[str] | None:
+    """The first series' label names in written order, if it reads as a series."""
+    key = result.find(b'"value":[')
+    end = result.find(b"]}", key) + 2
+    try:
+        first = _FIRST.decode(result[1:end])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return list(first.metric)
+
+
+def _same_bytes(words: npt.NDArray[np.uint64], begin: IntArray, end: IntArray) -> bool:
+    """Whether every row's bytes from ``begin`` to ``end`` are the first row's."""
+    length = end - begin
+    if not (length == length[0]).all():
+        return False
+    size = int(length[0])
+    # 8-byte words at 0, 8, 16, ... and one ending at the last byte (they may overlap).
+    offsets = [*range(0, max(size - 8, 0) + 1, 8), max(size - 8, 0)] if size else []
+    for offset in dict.fromkeys(offsets):
+        read = words[begin + offset]
+        if size < 8:
+            read = read & np.uint64((1 << (8 * size)) - 1)
+        if not (read == read[0]).all():
+            return False
+    return True
+
+
+def _word_column(
+    text: Bytes, words: npt.NDArray[np.uint64], starts: IntArray, ends: IntArray, validated: bool
+) -> LabelColumn | None:
+    """A label's column from the spans of its values (no escapes in them).
+
+    A value is keyed by the 8-byte words from its first byte up to and including its closing
+    quote, so equal keys are equal texts; the bytes after the quote (the next label) may
+    split one text over two keys, which are merged once the texts are decoded.
+    """
+    lengths = ends - starts
+    count = (int(lengths.max()) + 1 + 7) // 8  # the closing quote included
+    parts = [words[starts + 8 * k] for k in range(count)]
+    if count == 1:
+        keys = parts[0]
+    else:
+        keys = np.zeros(starts.size, dtype=np.uint64)
+        for part in parts:
+            keys = (keys ^ part) * _WORD_FACTOR
+    representative = _first_of_key(keys)
+    if count > 1 and not all((part == part[representative]).all() for part in parts):
+        return None  # two texts with one hash: exact, but rare enough for the general reader
+    seen = np.zeros(starts.size, dtype=bool)
+    seen[representative] = True
+    firsts = np.flatnonzero(seen)
+    code_of_row = np.cumsum(seen, dtype=np.intp) - 1
+    try:
+        decoded = [
+            text[start:end].tobytes().decode("utf-8")
+            for start, end in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
+        ]
+    except UnicodeDecodeError:
+        return None
+    if not validated and any(_CONTROL.search(text) for text in decoded):
+        return None  # a raw control character is not JSON: let the validating path say so
+    codes = code_of_row[representative]
+    texts = list(dict.fromkeys(map(sys.intern, decoded)))
+    if len(texts) != len(decoded):
+        merged = np.array([texts.index(text) for text in decoded], dtype=np.intp)
+        codes = merged[codes]
+    return LabelColumn(codes, tuple(texts))
+
+
+def _first_of_key(keys: npt.NDArray[np.uint64]) -> IntArray:
+    """For each row, a row with the same key: a hash table in numpy (a sort if slots clash)."""
+    bits = max(4, int(keys.size * 4).bit_length())
+    rows = np.arange(keys.size)
+    for factor in _SLOT_FACTORS:
+        slots = ((keys * factor) >> np.uint64(64 - bits)).astype(np.intp)
+        table = np.empty(1 << bits, dtype=np.intp)
+        table[slots] = rows
+        first: IntArray = table[slots]
+        if (keys[first] == keys).all():
+            return first
+    _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    found: IntArray = index[inverse.reshape(-1)]
+    return found
+
+
+def _value_rows(
+    text: Bytes, starts: IntArray, ends: IntArray, *, specials: bool = True
+) -> tuple[bytes, npt.NDArray[np.int8]]:
+    """Number texts as one JSON array text (a blank-padded row each) and the specials.
+
+    With ``specials``, Prometheus' ``NaN``, ``+Inf`` and ``-Inf`` (not JSON numbers) are
+    written as 0 and marked.
+    """
+    special = np.zeros(starts.size, dtype=np.int8)
+    if starts.size == 0:
+        return b"[]", special
+    lengths = ends - starts
+    width = int(lengths.max()) + 1
+    if int(starts.max()) + width > text.size:
+        text = np.append(text, np.full(width, ord(" "), dtype=np.uint8))
+    rows: Bytes = np.lib.stride_tricks.sliding_window_view(text, width)[starts]
+    rows[np.arange(width) >= lengths[:, np.newaxis]] = ord(" ")
+    rows[:, -1] = _COMMA
+    if not specials:
+        return b"[" + rows.reshape(-1)[:-1].tobytes() + b"]", special
+    head = rows[:, 0]
+    special[(head == ord("N")) & (lengths == 3)] = 1
+    special[(head == ord("+")) & (lengths == 4)] = 2
+    special[(head == ord("-")) & (lengths == 4) & (rows[:, min(1, width - 1)] == ord("I"))] = 3
+    if special.any():
+        for code, word in ((1, b"NaN"), (2, b"+Inf"), (3, b"-Inf")):
+            marked = np.flatnonzero(special == code)
+            exact = (rows[marked, : len(word)] == np.frombuffer(word, dtype=np.uint8)).all(axis=1)
+            special[marked[~exact]] = 0  # not what Prometheus writes: msgspec will refuse it
+        replaced = special > 0
+        rows[replaced, 0] = ord("0")
+        rows[replaced, 1:-1] = ord(" ")
+    return b"[" + rows.reshape(-1)[:-1].tobytes() + b"]", special
