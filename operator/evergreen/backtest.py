@@ -3,13 +3,16 @@
 The backtest calls exactly what the live operator calls for every evaluation
 (:func:`~evergreen.observation.evaluate.evaluate`, then
 :func:`~evergreen.policy.engine.advance`); only the clock and the metric source differ.
+Against a live Prometheus, each planned query is fetched once per span as a range query on
+the replay's grid (:mod:`evergreen.signals.prefetch`), so an evaluation reads memory, not
+the network, and gets the very answers its instant queries would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,10 +20,16 @@ from evergreen.api.decisions import Action, Decision
 from evergreen.api.durations import parse_duration
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import Evaluation, evaluate
+from evergreen.observation.plan import plan
 from evergreen.policy.engine import BaselineBounds, PolicyState, advance, baseline_bounds
 from evergreen.report import estimate_lines, estimates_json
+from evergreen.signals.prefetch import Grid, Prefetch, PrefetchedSource, RangeQueries
 from evergreen.signals.samples import Sample
 from evergreen.signals.source import MetricSource
+
+#: ``progress(done, total)``: called as evaluations complete (``total`` may grow while an
+#: open incident makes the replay evaluate some times again).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,48 @@ def sampled_times(
     return sorted({at - interval * back for at in sampled for back in range(persistence_of)})
 
 
+def planned_queries(
+    spec: ModelMonitorSpec, namespace: str, times: Sequence[datetime], bounds: BaselineBounds
+) -> list[Prefetch]:
+    """The queries ``evaluate`` asks at ``times`` with ``bounds``, as :class:`Prefetch` items.
+
+    A baseline anchored by an acknowledgement can differ at the first times, so the plan is
+    taken at the first and the last time; a query asked at only some times is still right
+    at those (the rest are never asked).
+    """
+    prefetches: list[Prefetch] = []
+    for at in dict.fromkeys((times[0], times[-1])):
+        queries = plan(spec, namespace, at=at, baseline_anchor=bounds.anchor, baseline_until=bounds.until)
+        prefetches += [Prefetch(q.promql, q.field) for q in (*queries.drift, *queries.prediction_drift)]
+        checks = (*queries.data_quality, *queries.kpis, *queries.kpi_labels, *queries.samples)
+        prefetches += [Prefetch(q.promql, q.field, q.delay) for q in checks if q is not None]
+    return list(dict.fromkeys(prefetches))
+
+
+async def prefetched(
+    spec: ModelMonitorSpec,
+    source: MetricSource,
+    times: Sequence[datetime],
+    *,
+    namespace: str,
+    fetched: Progress | None = None,
+) -> MetricSource:
+    """``source`` with every planned query being fetched once over ``times`` (see the module
+    doc); the fetch runs in the background, earliest times first, and ``fetched(done, total)``
+    counts its range queries.
+
+    Returns ``source`` itself when it cannot answer range queries (a recording) or when
+    ``times`` lie on no grid worth fetching.
+    """
+    grid = Grid.covering(times)
+    if not isinstance(source, RangeQueries) or grid is None:
+        return source
+    bounds = baseline_bounds(spec, PolicyState(), None)
+    memory = PrefetchedSource(source)
+    memory.start(source, planned_queries(spec, namespace, times, bounds), grid, fetched=fetched)
+    return memory
+
+
 async def replay(
     spec: ModelMonitorSpec,
     source: MetricSource,
@@ -108,35 +159,114 @@ async def replay(
     namespace: str,
     references: Mapping[str, Sequence[Sample]] | None = None,
     concurrency: int = 8,
+    prefetch: bool = True,
+    progress: Progress | None = None,
 ) -> list[Step]:
     """Evaluate at each time, then decide in order, carrying the engine's state along.
 
     Evaluations do not depend on earlier decisions, so they run concurrently (at most
-    ``concurrency`` at a time); the engine then walks them in time order.
+    ``concurrency`` at a time); the engine then walks them in time order. With ``prefetch``
+    (and a source that answers range queries) the planned queries are fetched once per span,
+    earliest times first, while the first evaluations run; ``progress(done, total)`` counts
+    evaluations.
     """
-    limit = asyncio.Semaphore(concurrency)
+    if prefetch and times:
+        source = await prefetched(spec, source, times, namespace=namespace)
     first = baseline_bounds(spec, PolicyState(), None)
+    count = _Count(len(times), progress)
 
-    async def evaluate_at(at: datetime, bounds: BaselineBounds = first) -> Evaluation:
+    async def evaluate_at(at: datetime, bounds: BaselineBounds) -> Evaluation:
+        evaluation = await evaluate(
+            spec,
+            source,
+            at,
+            namespace=namespace,
+            references=references,
+            baseline_anchor=bounds.anchor,
+            baseline_until=bounds.until,
+        )
+        count.done()
+        return evaluation
+
+    if isinstance(source, PrefetchedSource):
+        try:
+            return await _in_order(spec, source, times, evaluate_at, namespace=namespace)
+        finally:
+            source.close()
+
+    limit = asyncio.Semaphore(concurrency)
+
+    async def limited(at: datetime) -> Evaluation:
         async with limit:
-            return await evaluate(
-                spec,
-                source,
-                at,
-                namespace=namespace,
-                references=references,
-                baseline_anchor=bounds.anchor,
-                baseline_until=bounds.until,
-            )
+            return await evaluate_at(at, first)
 
-    evaluations = await asyncio.gather(*(evaluate_at(at) for at in times))
+    evaluations = await asyncio.gather(*(limited(at) for at in times))
     state = PolicyState()
     steps = []
     for at, unbounded in zip(times, evaluations, strict=True):
         bounds = baseline_bounds(spec, state, None)
         # While an incident is open its baseline stays before it, as in the operator: only
         # these evaluations depend on earlier decisions, and are evaluated again in order.
-        evaluation = unbounded if bounds == first else await evaluate_at(at, bounds)
+        if bounds == first:
+            evaluation = unbounded
+        else:
+            count.total += 1
+            evaluation = await evaluate_at(at, bounds)
+        # Like the operator, decide on every evaluation: one without data decides Unknown.
+        state = advance(spec, evaluation, state)
+        untrusted = tuple(state.assessment.estimates_untrusted) if state.assessment else ()
+        steps.append(Step(at, evaluation, state.decision, untrusted))
+    return steps
+
+
+class _Count:
+    """Evaluations done out of ``total``, reported to ``progress``."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total = total
+        self.progress = progress
+        self.finished = 0
+
+    def done(self) -> None:
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished, self.total)
+
+
+#: While an incident is open, the frozen baseline queries of this many evaluations ahead are
+#: asked from Prometheus while the current ones are computed.
+ASK_AHEAD = 16
+
+
+async def _in_order(
+    spec: ModelMonitorSpec,
+    source: PrefetchedSource,
+    times: Sequence[datetime],
+    evaluate_at: Callable[[datetime, BaselineBounds], Awaitable[Evaluation]],
+    *,
+    namespace: str,
+) -> list[Step]:
+    """Evaluate each time once, in order, with the bounds the engine's state sets.
+
+    Answers come from memory, so evaluating ahead gains nothing; only a baseline frozen by an
+    open incident is asked live (its query changes with each time), and is asked ahead.
+    """
+    first = baseline_bounds(spec, PolicyState(), None)
+    state = PolicyState()
+    steps = []
+    asked: tuple[BaselineBounds, int] = (first, 0)  # bounds asked ahead, up to which index
+    for index, at in enumerate(times):
+        bounds = baseline_bounds(spec, state, None)
+        if bounds != first:
+            start = asked[1] if asked[0] == bounds else index
+            for later in times[start : index + ASK_AHEAD]:
+                queries = plan(
+                    spec, namespace, at=later, baseline_anchor=bounds.anchor, baseline_until=bounds.until
+                )
+                for query in (*queries.drift, *queries.prediction_drift):
+                    source.ask_ahead(query.promql, later, field=query.field)
+            asked = (bounds, max(start, index + ASK_AHEAD))
+        evaluation = await evaluate_at(at, bounds)
         # Like the operator, decide on every evaluation: one without data decides Unknown.
         state = advance(spec, evaluation, state)
         untrusted = tuple(state.assessment.estimates_untrusted) if state.assessment else ()

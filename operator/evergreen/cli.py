@@ -42,7 +42,9 @@ from evergreen.conditions import evaluation_drafts, merge_conditions, unavailabl
 from evergreen.errors import InputError, MetricsUnavailable
 from evergreen.observation.evaluate import Evaluation, evaluate
 from evergreen.policy import PolicyState, advance
+from evergreen.progress import ProgressBar
 from evergreen.report import render_decision, render_evaluation
+from evergreen.signals.prefetch import PrefetchedSource
 from evergreen.signals.prometheus import Endpoint, PrometheusSource
 from evergreen.signals.recording import RecordedSource, Recorder, Recording
 from evergreen.signals.reference import parse_reference
@@ -229,18 +231,40 @@ def cmd_record(args: argparse.Namespace) -> int:
     times = sorted(set(times))
     references = _references(spec, args.baseline_file)
     with _scenario_prometheus(args.scenario) as url:
-        recorder = Recorder(_source(args, spec, url))
-        for at in times:
-            evaluation = asyncio.run(evaluate(spec, recorder, at, namespace=namespace, references=references))
-            if evaluation.unavailable:
-                problem = evaluation.problems[0].message
-                raise MetricsUnavailable(f"Prometheus could not answer at {at.isoformat()}: {problem}")
+        live = _source(args, spec, url)
+        recorder = asyncio.run(_record(spec, live, times, namespace, references))
     try:
         recorder.recording(dict(manifest.body), args.description).save(args.output)
     except OSError as error:
         raise InputError(str(args.output), f"cannot be written: {error.strerror or error}") from None
     print(f"recorded {len(times)} evaluations, {len(recorder.results)} answers -> {args.output}")
     return 0
+
+
+async def _record(
+    spec: ModelMonitorSpec,
+    live: PrometheusSource,
+    times: Sequence[datetime],
+    namespace: str,
+    references: dict[str, list[Sample]] | None,
+) -> Recorder:
+    """Evaluate at every time through a recorder; each planned query is fetched once per span."""
+    from evergreen import backtest
+
+    source = await backtest.prefetched(spec, live, times, namespace=namespace)
+    recorder = Recorder(source)
+    try:
+        with ProgressBar("recording", sys.stderr) as progress:
+            for done, at in enumerate(times, start=1):
+                evaluation = await evaluate(spec, recorder, at, namespace=namespace, references=references)
+                if evaluation.unavailable:
+                    problem = evaluation.problems[0].message
+                    raise MetricsUnavailable(f"Prometheus could not answer at {at.isoformat()}: {problem}")
+                progress(done, len(times))
+    finally:
+        if isinstance(source, PrefetchedSource):
+            source.close()
+    return recorder
 
 
 def _backtest_report(
@@ -310,14 +334,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         else:
             manifest = load_manifest_from(str(args.recording), recording.monitor)
         cli_whatif.check(args, manifest.spec())
-        steps = asyncio.run(
-            backtest.replay(
-                manifest.spec(),
-                RecordedSource(recording),
-                recording.times,
-                namespace=_namespace(manifest, args.namespace),
+        with ProgressBar("backtest", sys.stderr) as progress:
+            steps = asyncio.run(
+                backtest.replay(
+                    manifest.spec(),
+                    RecordedSource(recording),
+                    recording.times,
+                    namespace=_namespace(manifest, args.namespace),
+                    progress=progress,
+                )
             )
-        )
         code = _finish_backtest(args, manifest.spec(), steps)
         where = f"replayed from {args.recording.name}"
         _backtest_report(args, manifest.spec(), steps, manifest, where)
@@ -337,7 +363,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     times = backtest.sampled_times(args.start, args.end, step, interval, spec.policy.persistence.of)
     arg.check_sampled_evaluations("--step", len(times), step, interval)
     references = _references(spec, args.baseline_file)
-    with _scenario_prometheus(args.scenario) as url:
+    with (
+        _scenario_prometheus(args.scenario) as url,
+        ProgressBar("backtest", sys.stderr) as progress,
+    ):
         steps = asyncio.run(
             backtest.replay(
                 spec,
@@ -345,6 +374,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 times,
                 namespace=_namespace(manifest, args.namespace),
                 references=references,
+                progress=progress,
             )
         )
     code = _finish_backtest(args, spec, steps)
