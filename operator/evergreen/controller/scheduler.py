@@ -1,10 +1,13 @@
-"""When each ModelMonitor is reconciled: a watch-fed cache of the objects and one ticking loop.
+"""When each ModelMonitor is reconciled: a watch-fed cache of the objects and a due-time queue.
 
-kopf's watch delivers every change of every ModelMonitor (:meth:`Scheduler.seen`); the loop
-reconciles each known monitor once per tick from that cache, so an idle monitor costs no read
-of its own, and a change (a new spec, a deletion) is reconciled at once. The operator's own
-status writes go back into the cache as soon as they are answered, so the next tick does not
-act on the object as it was before them.
+kopf's watch delivers every change of every ModelMonitor (:meth:`Scheduler.seen`); the cache
+is the watch's, so an idle monitor costs no read of its own. Each monitor waits in a heap
+ordered by the time it is next due (its next evaluation, asked of the reconciler after every
+step), so the loop wakes for what is due and a wake-up costs O(due · log n), not a pass over
+the fleet. A change (a new spec, a deletion) is reconciled at once. Monitors with work between
+evaluations (retraining runs, rollouts) are stepped every tick. The operator's own status
+writes go back into the cache as soon as they are answered, so the next step does not act on
+the object as it was before them.
 
 A monitor is reconciled by one task at a time; at most ``concurrency`` run at once.
 """
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,15 +43,69 @@ def _newer(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> boo
         return True
 
 
+class DueQueue:
+    """Keys by the loop time they are due at: one entry per key, the earliest wins.
+
+    A heap with lazy deletion: rescheduling pushes a new entry, and an entry that no longer
+    matches its key's due time is dropped when it reaches the top.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._due
+
+    def at(self, key: Key) -> float | None:
+        return self._due.get(key)
+
+    def schedule(self, key: Key, when: float) -> None:
+        """Due at ``when``, or earlier if it already was."""
+        known = self._due.get(key)
+        if known is not None and known <= when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, next(self._order), key))
+
+    def discard(self, key: Key) -> None:
+        self._due.pop(key, None)
+
+    def next_time(self) -> float | None:
+        """When the earliest key is due (None: nothing scheduled)."""
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> list[Key]:
+        """Every key due at or before ``now``, earliest first; they leave the queue."""
+        due: list[Key] = []
+        while True:
+            self._drop_stale()
+            if not self._heap or self._heap[0][0] > now:
+                return due
+            _, _, key = heapq.heappop(self._heap)
+            del self._due[key]
+            due.append(key)
+
+    def _drop_stale(self) -> None:
+        while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+
+
 class Scheduler:
-    """Reconciles every known monitor each tick, and a changed one at once."""
+    """Reconciles each known monitor when it is due, and a changed one at once."""
 
     def __init__(self, reconciler: MonitorReconciler, *, tick_seconds: float, concurrency: int = 32) -> None:
         self.reconciler = reconciler
         self.tick_seconds = tick_seconds
         self._bodies: dict[Key, dict[str, Any]] = {}
-        self._urgent: set[Key] = set()
+        self._queue = DueQueue()
         self._running: dict[Key, asyncio.Task[None]] = {}
+        self._again: set[Key] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
 
@@ -61,40 +121,59 @@ class Scheduler:
         self._bodies[key] = dict(body)
         changed = known is None or known["metadata"].get("generation") != meta.get("generation")
         if changed or meta.get("deletionTimestamp"):
-            self._urgent.add(key)
-            self._wake.set()
+            self._schedule(key, 0.0)
+        elif key not in self._queue and key not in self._running:
+            self._plan(key)
 
     def gone(self, namespace: str, name: str) -> None:
         """The object no longer exists."""
         self._bodies.pop((namespace, name), None)
-        self._urgent.discard((namespace, name))
+        self._queue.discard((namespace, name))
+        self._again.discard((namespace, name))
         self.reconciler.forget(namespace, name)
 
     # The loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Reconcile until cancelled: everything each tick, urgent monitors at once."""
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
+        """Reconcile until cancelled: each monitor when it is due, changed ones at once."""
         try:
             while True:
-                timeout = max(next_tick - loop.time(), 0.0)
+                upcoming = self._queue.next_time()
+                timeout = None if upcoming is None else max(upcoming - time.monotonic(), 0.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 self._wake.clear()
-                if loop.time() >= next_tick:
-                    due = list(self._bodies)
-                    next_tick = loop.time() + self.tick_seconds
-                else:
-                    due = list(self._urgent)
-                self._urgent.clear()
-                for key in due:
-                    if key in self._bodies and key not in self._running:
+                for key in self._queue.pop_due(time.monotonic()):
+                    if key in self._running:
+                        self._again.add(key)  # changed while being reconciled: once more after
+                    elif key in self._bodies:
                         self._running[key] = asyncio.create_task(self._reconcile(key))
         finally:
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        """Due ``delay`` seconds from now (or earlier if it already was)."""
+        when = time.monotonic() + delay
+        upcoming = self._queue.next_time()
+        self._queue.schedule(key, when)
+        if upcoming is None or when < upcoming:
+            self._wake.set()  # the loop sleeps until the earliest due time: wake it earlier
+
+    def _plan(self, key: Key, *, after_step: bool = False) -> None:
+        """Queue ``key`` for when the reconciler says it is next due. Right after a step, what
+        is due already (work between evaluations, or a step that failed) waits a tick."""
+        body = self._bodies.get(key)
+        if body is None:
+            return
+        due = self.reconciler.due_at(body)
+        if due is None:
+            return  # nothing to do until the object changes
+        delay = (due - self.reconciler.settings.clock()).total_seconds()
+        if after_step and delay <= 0:
+            delay = self.tick_seconds
+        self._schedule(key, max(delay, 0.0))
 
     async def _reconcile(self, key: Key) -> None:
         try:
@@ -115,3 +194,12 @@ class Scheduler:
             log.exception("reconciling %s/%s failed", *key)
         finally:
             self._running.pop(key, None)
+            try:
+                if key in self._again:
+                    self._again.discard(key)
+                    self._schedule(key, 0.0)
+                else:
+                    self._plan(key, after_step=True)
+            except Exception:  # an unreadable object must not stop the loop: retried next tick
+                log.exception("scheduling %s/%s failed", *key)
+                self._schedule(key, self.tick_seconds)

@@ -23,6 +23,9 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     #: How often each monitor is checked for being due (evaluations follow ``spec.interval``).
     tick_seconds: float = 10.0
+    #: A status that changed only in its timestamps is written at most this often (seconds);
+    #: in between, the operator keeps it and steps on from it.
+    status_refresh_seconds: float = 600.0
     #: How soon a failed evaluation (Prometheus unreachable, missing Secret) is retried.
     retry_seconds: float = 30.0
     #: How often a running retraining workload is read (its pods when it finished).

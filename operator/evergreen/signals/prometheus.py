@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
@@ -63,7 +64,7 @@ def _rejection_message(body: str) -> str:
 class PrometheusSource:
     """Instant queries against one endpoint."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, connections: int = 10) -> None:
         session = requests.Session()
         session.verify = endpoint.verify
         self.endpoint = endpoint
@@ -74,6 +75,11 @@ class PrometheusSource:
             retry=Retry(total=0),
             session=session,
             timeout=endpoint.timeout_seconds,
+        )
+        # Queries in flight beyond the pool would each open and drop a connection: size the
+        # pool to the concurrency (the client mounted a default-sized one for the same URL).
+        session.mount(
+            endpoint.url.rstrip("/"), HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=connections)
         )
 
     def close(self) -> None:
