@@ -373,6 +373,9 @@ class FleetResult:
     setup_seconds: float
     backfill_samples: int
     backfill_seconds: float
+    metrics_samples: int = 0
+    #: CPU cores of the processes beside the operator over the same window.
+    neighbours: dict[str, float] = field(default_factory=dict)
     recorded: dict[str, int] = field(default_factory=dict)
     samples: list[ProcessSample] = field(default_factory=list)
 
@@ -428,7 +431,7 @@ def run_fleet(
     now = int(time.time()) // STEP_SECONDS * STEP_SECONDS
     # The history reaches past the end of the run: samples after an evaluation's time are not
     # part of its answer, so Prometheus serves what a live scrape would have stored by then.
-    end = now + int(warmup_seconds + seconds) + 3600
+    end = now + int(warmup_seconds + seconds) + 1200
     print(f"[{monitors}] backfilling {monitors} models ...", file=log, flush=True)
     history = backfill_fleet(workdir, monitors, now - HISTORY_SECONDS, end)
     print(f"[{monitors}] {history.samples:,} samples in {history.build_seconds:.0f}s", file=log, flush=True)
@@ -468,10 +471,13 @@ def run_fleet(
             f"[{monitors}] operator pid {process.pid}; warming up {warmup_seconds:.0f}s", file=log, flush=True
         )
         _watch(process, samples, started + warmup_seconds)
+        others = _neighbours(prometheus, control_plane)
+        others_first = {name: sample_process(pid).cpu_seconds for name, pid in others.items()}
         first, metrics_first, wall_first = samples[-1], scrape(metrics_url), time.time()
         print(f"[{monitors}] measuring {seconds:.0f}s", file=log, flush=True)
         _watch(process, samples, started + warmup_seconds + seconds)
         last, metrics_last, wall_last = samples[-1], scrape(metrics_url), time.time()
+        others_last = {name: sample_process(pid).cpu_seconds for name, pid in others.items()}
         elapsed = last.at - first.at
 
         def delta(name: str) -> float:
@@ -518,10 +524,23 @@ def run_fleet(
             setup_seconds=setup_seconds,
             backfill_samples=history.samples,
             backfill_seconds=history.build_seconds,
+            neighbours={name: (others_last[name] - others_first[name]) / elapsed for name in others},
+            metrics_samples=sum(len(found) for found in metrics_last.values()),
             recorded={"forwarded": recorder.forwarded, "replayed": recorder.replayed} if recorder else {},
             samples=samples,
         )
     return result
+
+
+def _neighbours(prometheus: PrometheusServer, control_plane: ControlPlane) -> dict[str, int]:
+    """Process ids of Prometheus and the control plane (their handles are private: this is a
+    measurement from outside, as /proc is)."""
+    found = {}
+    if prometheus._process is not None:
+        found["prometheus"] = prometheus._process.pid
+    for process in control_plane._processes:
+        found[process.name] = process.popen.pid
+    return found
 
 
 def _watch(process: subprocess.Popen[bytes], samples: list[ProcessSample], until: float) -> None:
@@ -617,6 +636,9 @@ def render(result: FleetResult) -> Iterator[str]:
             f"   recorded answers: {r.recorded['forwarded']:,} queries answered by the real Prometheus,"
             f" {r.recorded['replayed']:,} replayed"
         )
+    beside = ", ".join(f"{name} {cores:.2f}" for name, cores in r.neighbours.items())
+    yield f"   CPU beside the operator      {beside} cores"
+    yield f"   operator /metrics            {r.metrics_samples:8,} samples"
     rss = " ".join(f"{s.rss_mib:.0f}" for s in r.samples[:: max(1, len(r.samples) // 24)])
     yield f"   RSS over the run (MiB)       {rss}"
 

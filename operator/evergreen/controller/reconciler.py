@@ -8,6 +8,7 @@ nothing is due it does nothing, so a restart resumes exactly where status says.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -82,17 +83,33 @@ class Attempt:
     on_schedule: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unwritten:
     """A status that differed from the stored one only in timestamps, kept instead of written.
 
-    It stands for the object's status while the object stays at ``resource_version``.
+    It stands for the object's status while the object stays at ``resource_version``; kept as
+    compact JSON (a status model is several times larger), parsed when the monitor is stepped.
     """
 
     resource_version: str
-    status: ModelMonitorStatus
+    raw: bytes
+    observed_generation: int | None
+    next_evaluation_time: datetime | None
     #: ``lastAttemptTime`` of the status as stored.
     stored_attempt: datetime | None
+
+    @classmethod
+    def of(
+        cls, resource_version: str, status: ModelMonitorStatus, stored_attempt: datetime | None
+    ) -> Unwritten:
+        raw = json.dumps(status.to_wire(), separators=(",", ":")).encode()
+        return cls(
+            resource_version, raw, status.observed_generation, status.next_evaluation_time, stored_attempt
+        )
+
+    @property
+    def status(self) -> ModelMonitorStatus:
+        return parse_status(json.loads(self.raw))
 
 
 #: Timestamps that move on every evaluation; a status differing only in them is not written.
@@ -203,11 +220,11 @@ def _active(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """Whether a monitor has work between evaluations (retraining runs to follow, rollouts
     and holds to step), so it is stepped every tick, not only when an evaluation is due."""
     retraining = status.get("retraining") or {}
-    return bool(
-        spec.get("retraining")
-        or spec.get("rollout")
-        or retraining.get("runs")
-        or status.get("servingRollout")
+    return (
+        spec.get("retraining") is not None
+        or spec.get("rollout") is not None
+        or bool(retraining.get("runs"))
+        or status.get("servingRollout") is not None
     )
 
 
@@ -303,9 +320,9 @@ class MonitorReconciler:
             return now
         kept = self._unwritten.get((meta.get("namespace", ""), meta.get("name", "")))
         if kept is not None and kept.resource_version == meta.get("resourceVersion"):
-            if kept.status.observed_generation != meta.get("generation"):
+            if kept.observed_generation != meta.get("generation"):
                 return now
-            return kept.status.next_evaluation_time
+            return kept.next_evaluation_time
         if raw.get("observedGeneration") != meta.get("generation"):
             return now
         planned = raw.get("nextEvaluationTime")
@@ -455,7 +472,7 @@ class MonitorReconciler:
         if self._keeps(stored_attempt, status, new_status, now):
             # Only timestamps moved: nothing a reader acts on changed, so the API is spared the
             # write; this replica steps on from the status it kept (see docs/operations.md).
-            self._unwritten[(namespace, name)] = Unwritten(
+            self._unwritten[(namespace, name)] = Unwritten.of(
                 body["metadata"]["resourceVersion"], new_status, stored_attempt
             )
             written = None
