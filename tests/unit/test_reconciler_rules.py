@@ -9,7 +9,7 @@ from typing import Any, cast
 from evergreen.api.decisions import Action, Decision
 from evergreen.api.resource import parse_spec
 from evergreen.api.spec import DataQualityCheck
-from evergreen.api.status import CheckState, ModelMonitorStatus
+from evergreen.api.status import CheckOutcome, CheckState, EvaluationSummary, ModelMonitorStatus
 from evergreen.controller.reconciler import (
     MonitorReconciler,
     Unwritten,
@@ -95,6 +95,11 @@ def test_due_at_reads_the_next_evaluation_from_the_raw_object() -> None:
     assert due(monitor(running)) == NOW
 
 
+def summary(kpi: float) -> EvaluationSummary:
+    outcome = CheckOutcome(name="precision", state=CheckState.OK, value=kpi)
+    return EvaluationSummary(time=NOW, duration_seconds=0.1, queries=7, kpis=[outcome])
+
+
 def test_only_timestamps_moving_is_no_change() -> None:
     before = ModelMonitorStatus(
         observed_generation=2,
@@ -110,6 +115,11 @@ def test_only_timestamps_moving_is_no_change() -> None:
         }
     )
     assert timeless(moved) == timeless(before)
+    jitter = before.model_copy(update={"last_evaluation": summary(0.8571428571428571)})
+    assert timeless(jitter) == timeless(
+        jitter.model_copy(update={"last_evaluation": summary(0.857142857142857)})
+    )
+    assert timeless(jitter) != timeless(jitter.model_copy(update={"last_evaluation": summary(0.8571)}))
     other = moved.model_copy(update={"decision": moved.decision.model_copy(update={"reason": "DataDrift"})})  # type: ignore[union-attr]
     assert timeless(other) != timeless(before)
 

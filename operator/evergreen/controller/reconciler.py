@@ -200,10 +200,24 @@ def sync_declared_version(spec: ModelMonitorSpec, status: ModelMonitorStatus) ->
     return status.model_copy(update={"current_version": declared, "declared_version": declared})
 
 
+def _coarse(value: Any) -> Any:
+    """``value`` with every float to 9 significant digits: Prometheus extrapolates increases
+    from the evaluation time, so a ratio of two of them moves in its last bits from one
+    evaluation to the next while the data does not."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _coarse(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coarse(v) for v in value]
+    return value
+
+
 def timeless(status: ModelMonitorStatus) -> dict[str, Any]:
     """The status as written, without the timestamps every evaluation moves on (the last and
     next attempt, when the summary and the decision were last confirmed, and each
-    assessment's time): what a person or a tool reading the object would see change."""
+    assessment's time) and with floats to 9 significant digits: what a person or a tool
+    reading the object would see change."""
     wire: dict[str, Any] = status.to_wire()
     for key in _TIMESTAMPS:
         wire.pop(key, None)
@@ -213,7 +227,8 @@ def timeless(status: ModelMonitorStatus) -> dict[str, Any]:
             wire[key] = {k: v for k, v in nested.items() if k not in inner}
     assessments: list[dict[str, Any]] = wire.get("assessments") or []
     wire["assessments"] = [{k: v for k, v in item.items() if k != "time"} for item in assessments]
-    return wire
+    coarse: dict[str, Any] = _coarse(wire)
+    return coarse
 
 
 def _active(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
