@@ -166,3 +166,23 @@ def test_the_due_queue_keeps_the_earliest_time_per_key_and_pops_in_order() -> No
     queue.schedule(("ml", "c"), 1.0)
     queue.schedule(("ml", "d"), 1.0)
     assert queue.pop_due(1.0) == [("ml", "c"), ("ml", "d")]
+
+
+def test_only_owned_monitors_are_reconciled_and_the_others_asked_again() -> None:
+    async def scenario() -> None:
+        fake = FakeReconciler({"mine": 0.05, "theirs": 0.05})
+        owned = {("ml", "mine")}
+        scheduler = Scheduler(cast(MonitorReconciler, fake), tick_seconds=0.05, owns=lambda key: key in owned)
+        scheduler.seen(body("mine", 10))
+        scheduler.seen(body("theirs", 11))
+        assert set(scheduler.monitors()) == {("ml", "mine"), ("ml", "theirs")}
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.2)
+        assert "theirs" not in names(fake) and "mine" in names(fake)
+        owned.add(("ml", "theirs"))  # the other replica left
+        await asyncio.sleep(0.2)
+        assert "theirs" in names(fake)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())

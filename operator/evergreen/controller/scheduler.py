@@ -9,7 +9,9 @@ evaluations (retraining runs, rollouts) are stepped every tick. The operator's o
 writes go back into the cache as soon as they are answered, so the next step does not act on
 the object as it was before them.
 
-A monitor is reconciled by one task at a time; at most ``concurrency`` run at once.
+A monitor is reconciled by one task at a time; at most ``concurrency`` run at once. Only
+monitors ``owns`` accepts are reconciled (all of them unless replicas share the fleet); one
+that is not this replica's is asked again when it would be due.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,9 +123,17 @@ class DueQueue:
 class Scheduler:
     """Reconciles each known monitor when it is due, and a changed one at once."""
 
-    def __init__(self, reconciler: MonitorReconciler, *, tick_seconds: float, concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        reconciler: MonitorReconciler,
+        *,
+        tick_seconds: float,
+        concurrency: int = 32,
+        owns: Callable[[Key], bool] | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.tick_seconds = tick_seconds
+        self.owns = owns or (lambda key: True)
         self._bodies: dict[Key, Cached] = {}
         self._queue = DueQueue()
         self._running: dict[Key, asyncio.Task[None]] = {}
@@ -154,6 +164,10 @@ class Scheduler:
         self._again.discard((namespace, name))
         self.reconciler.forget(namespace, name)
 
+    def monitors(self) -> Collection[Key]:
+        """Every known monitor, owned or not."""
+        return self._bodies.keys()
+
     # The loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -168,8 +182,10 @@ class Scheduler:
                 for key in self._queue.pop_due(time.monotonic()):
                     if key in self._running:
                         self._again.add(key)  # changed while being reconciled: once more after
-                    elif key in self._bodies:
+                    elif key in self._bodies and self.owns(key):
                         self._running[key] = asyncio.create_task(self._reconcile(key))
+                    elif key in self._bodies:
+                        self._plan(key, after_step=True)  # another replica's, for now
         finally:
             for task in self._running.values():
                 task.cancel()
@@ -201,7 +217,7 @@ class Scheduler:
         try:
             async with self._slots:
                 cached = self._bodies.get(key)
-                if cached is None:
+                if cached is None or not self.owns(key):  # ownership may move while waiting
                     return
                 body = cached.body()
                 if body["metadata"].get("deletionTimestamp"):
