@@ -638,6 +638,13 @@ def render(result: FleetResult) -> Iterator[str]:
         )
     beside = ", ".join(f"{name} {cores:.2f}" for name, cores in r.neighbours.items())
     yield f"   CPU beside the operator      {beside} cores"
+    if not r.recorded and r.queries_per_second > 0 and "prometheus" in r.neighbours:
+        per_query = r.neighbours["prometheus"] / r.queries_per_second
+        need = per_query * 5000 / 60 * r.queries_per_evaluation
+        yield (
+            f"   Prometheus CPU per query     {per_query * 1000:8.2f} ms: 5,000 monitors at 1 minute would"
+            f" need {need:.2f} cores of Prometheus"
+        )
     yield f"   operator /metrics            {r.metrics_samples:8,} samples"
     rss = " ".join(f"{s.rss_mib:.0f}" for s in r.samples[:: max(1, len(r.samples) // 24)])
     yield f"   RSS over the run (MiB)       {rss}"
