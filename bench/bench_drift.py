@@ -1,14 +1,16 @@
 """Benchmark: one evaluation round of the drift statistics, vectorised vs. a scipy loop.
 
 Every monitor has ``features x segments`` histograms of ``buckets`` bounds in two windows.
-Each window arrives as a Prometheus instant-vector answer (JSON text, decoded outside the
-timed code) and is handed to ``HistogramSet.from_samples`` as ``(labels, float)`` tuples, the
-way the observation layer does. One round = for each monitor: parse both windows (with the
-per-feature totals), align them, and score every series with the configured method plus the
-chi-square p-value, one call per monitor. The same statistics are then computed series by
-series with scipy calls on a subset of monitors, checked equal, and the loop's time is
-extrapolated linearly to the whole round. Finally, the number of Prometheus queries one
-evaluation issues is taken from the query plan and from ``evaluate()`` itself.
+Each window arrives as the HTTP body of a Prometheus instant-vector answer, written as
+Prometheus writes it. One round = for each monitor: turn both bodies into arrays (the
+decoder, then ``HistogramSet.from_columns`` with the per-feature totals), align them, and
+score every series with the configured method plus the chi-square p-value, one call per
+monitor. The same bodies also go through the previous parser (stdlib ``json``, a ``Sample``
+per series, ``HistogramSet.from_samples``), timed side by side and checked equal. The same
+statistics are then computed series by series with scipy calls on a subset of monitors,
+checked equal, and the loop's time is extrapolated linearly to the whole round. Finally,
+the number of Prometheus queries one evaluation issues is taken from the query plan and
+from ``evaluate()`` itself.
 
     PYTHONPATH=operator python bench/bench_drift.py --output bench/results/drift.txt
 """
@@ -38,7 +40,6 @@ from evergreen.analysis import (
     AlignedHistograms,
     DriftMethod,
     HistogramSet,
-    Sample,
     WindowPair,
     align,
     drift_scores,
@@ -49,11 +50,14 @@ from evergreen.api.resource import parse_spec
 from evergreen.api.spec import ModelMonitorSpec
 from evergreen.observation.evaluate import evaluate
 from evergreen.observation.plan import plan
+from evergreen.signals.decoding import Asked, decode_instant
 from evergreen.signals.samples import QueryResult
 from evergreen.signals.samples import Sample as SignalSample
 
 #: The statistics target of the issue, CPU seconds per round.
 TARGET_SECONDS = 1.0
+#: The body-to-arrays target, CPU nanoseconds per bucket sample.
+TARGET_NS_PER_SAMPLE = 150
 Scores = dict[str, np.ndarray]
 METHODS = [method.value for method in DriftMethod]
 
@@ -83,31 +87,62 @@ def bucket_texts(buckets: int) -> list[str]:
     return [f"{bound:g}" for bound in np.round(np.linspace(-3, 3, buckets - 1), 3)] + ["+Inf"]
 
 
-def prometheus_answer(cumulative: np.ndarray, texts: list[str]) -> list[Sample]:
-    """Samples as the observation layer passes them: decoded JSON labels, float values.
-
-    Going through JSON text gives every label value a fresh string object and every label
-    name one object per answer, as ``json.loads`` does for a real answer.
-    """
+def prometheus_answer(cumulative: np.ndarray, texts: list[str]) -> bytes:
+    """The HTTP body of an instant-vector answer, as Prometheus writes it (compact JSON)."""
     features, segments, buckets = cumulative.shape
     values = cumulative.tolist()
     result = [
         {
             "metric": {"feature": f"f{f}", "le": texts[b], "segment": f"s{s}"},
-            "value": [1700000000.0, repr(values[f][s][b])],
+            "value": [1700000000.123, repr(values[f][s][b])],
         }
         for f in range(features)
         for s in range(segments)
         for b in range(buckets)
     ]
-    decoded = json.loads(json.dumps({"resultType": "vector", "result": result}))["result"]
-    return [(item["metric"], float(item["value"][1])) for item in decoded]
+    answer = {"status": "success", "data": {"resultType": "vector", "result": result}}
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def todays_parser(body: bytes) -> HistogramSet:
+    """The previous path from body to arrays, step by step as the operator took it.
+
+    prometheus-api-client's ``custom_query`` decoded the body with ``json`` and returned
+    ``data.result``; the source made a ``Sample`` per series; the observation layer handed
+    ``(labels, value)`` tuples to ``HistogramSet.from_samples``.
+    """
+    result = json.loads(body)["data"]["result"]
+    samples = [SignalSample(dict(item.get("metric", {})), float(item["value"][1])) for item in result]
+    return HistogramSet.from_samples(
+        [(s.labels, s.value) for s in samples], feature_label="feature", segment_labels=["segment"]
+    ).with_totals()
+
+
+ASKED = Asked("sum by (feature, segment, le) (increase(...))", "spec.drift", "bench")
+
+
+def decoder(body: bytes) -> HistogramSet:
+    """The path the operator takes now: the decoder's columns straight into a HistogramSet."""
+    answer = decode_instant(body, ASKED)
+    return HistogramSet.from_columns(
+        answer.columns, answer.values, feature_label="feature", segment_labels=["segment"]
+    ).with_totals()
+
+
+def same_histograms(first: HistogramSet, second: HistogramSet) -> bool:
+    return (
+        first.keys == second.keys
+        and first.upper_bounds.tobytes() == second.upper_bounds.tobytes()
+        and np.array_equal(first.cumulative, second.cumulative, equal_nan=True)
+        and first.cumulative[~np.isnan(first.cumulative)].tobytes()
+        == second.cumulative[~np.isnan(second.cumulative)].tobytes()
+    )
 
 
 def monitor_windows(
     rng: np.random.Generator, features: int, segments: int, buckets: int
-) -> tuple[list[Sample], list[Sample]]:
-    """Baseline (7 days) and current (1 hour) samples of one monitor, with some drift.
+) -> tuple[bytes, bytes]:
+    """Baseline (7 days) and current (1 hour) answers of one monitor, with some drift.
 
     Counts are fractional with 0.1 % multiplicative noise per bucket, as ``increase()``
     extrapolation produces (so cumulative counts are slightly non-monotonic at times).
@@ -295,18 +330,21 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     clock, subset_clock, loop_clock = Clock(), Clock(), Clock()
     aligned_parts: list[AlignedHistograms] = []
-    series = samples = 0
+    series = samples = body_bytes = 0
     mismatches: list[str] = []
     for monitor in range(args.monitors):
-        baseline_samples, current_samples = monitor_windows(rng, args.features, args.segments, args.buckets)
-        samples += len(baseline_samples) + len(current_samples)
+        bodies = monitor_windows(rng, args.features, args.segments, args.buckets)
+        samples += 2 * args.features * args.segments * args.buckets
+        body_bytes += sum(map(len, bodies))
+        with clock.phase("today"):
+            previous = [todays_parser(body) for body in bodies]
         with clock.phase("parse"):
-            windows = [
-                HistogramSet.from_samples(
-                    window, feature_label="feature", segment_labels=["segment"]
-                ).with_totals()
-                for window in (baseline_samples, current_samples)
-            ]
+            windows = [decoder(body) for body in bodies]
+        with clock.phase("decode"):
+            for body in bodies:
+                decode_instant(body, ASKED)
+        if not all(same_histograms(a, b) for a, b in zip(previous, windows, strict=True)):
+            mismatches.append(f"monitor {monitor}: decoder")
         with clock.phase("align"):
             aligned = align(*windows)
         scores: Scores = {}
@@ -323,7 +361,7 @@ def main() -> None:
             for name, values in reference.items():
                 if not np.allclose(scores[name], values, rtol=1e-9, atol=1e-12, equal_nan=True):
                     mismatches.append(f"monitor {monitor}: {name}")
-    assert not mismatches, f"vectorised and loop results differ: {mismatches}"
+    assert not mismatches, f"results differ: {mismatches}"
 
     batch = AlignedHistograms(
         keys=tuple(key for part in aligned_parts for key in part.keys),
@@ -350,7 +388,8 @@ def main() -> None:
     issued = queries_per_evaluation(spec, [5, args.features] if args.features != 5 else [5, 50])
 
     report = render(
-        args, clock, subset_clock, loop_clock, series=series, samples=samples, load_before=load_before,
+        args, clock, subset_clock, loop_clock, series=series, samples=samples, body_bytes=body_bytes,
+        load_before=load_before,
         batch=(len(batch), batch_cpu, batch_all_cpu), planned=planned, issued=issued,
     )  # fmt: skip
     print(report)
@@ -368,6 +407,7 @@ def render(
     *,
     series: int,
     samples: int,
+    body_bytes: int,
     load_before: float,
     batch: tuple[int, float, float],
     planned: int,
@@ -397,13 +437,22 @@ def render(
         name = f"{method} (default)" if method == default else method
         lines.append(f"    {name:<20} {cpu['align']:7.3f} {cpu[method]:8.3f} {total:7.3f}  {verdict} (< 1 s)")
     statistics_cpu = cpu["align"] + cpu[default]
+    verdict_b = "PASS" if cpu["parse"] / samples * 1e9 <= TARGET_NS_PER_SAMPLE else "FAIL"
     lines += [
         "",
-        "(b) Parsing per round, separately: decoding the bucket samples Prometheus returned",
-        "    (HistogramSet.from_samples + with_totals, both windows; JSON decoding not included).",
-        f"    CPU {cpu['parse']:.3f} s (wall {clock.wall['parse']:.3f} s) = "
-        f"{cpu['parse'] / samples * 1e9:.0f} ns per sample",
-        f"    round total with the default method (parse + statistics): "
+        "(b) Body to arrays per round, separately: the HTTP bodies Prometheus returned (both windows,",
+        f"    {body_bytes / samples:.0f} bytes per bucket sample) to HistogramSets with per-feature totals,",
+        "    JSON decoding included; the previous parser and the decoder on the same bodies, same run.",
+        f"    {'path':<62} {'CPU s':>7} {'ns/sample':>9}",
+        f"    {'previous: json.loads, a Sample per series, from_samples':<62} {cpu['today']:7.3f} "
+        f"{cpu['today'] / samples * 1e9:9.0f}",
+        f"    {'decoder: msgspec envelope, numpy reader, from_columns':<62} {cpu['parse']:7.3f} "
+        f"{cpu['parse'] / samples * 1e9:9.0f}  {verdict_b} (<= {TARGET_NS_PER_SAMPLE} ns)",
+        f"    {'  of which the body to columns and values (decode_instant)':<62} {cpu['decode']:7.3f} "
+        f"{cpu['decode'] / samples * 1e9:9.0f}",
+        f"    ratio previous / decoder: {cpu['today'] / cpu['parse']:.1f}x ; identical HistogramSets "
+        "(keys, bounds, counts bit for bit): yes",
+        f"    round total with the default method (decoder + statistics): "
         f"{cpu['parse'] + statistics_cpu:.3f} s CPU",
         "",
         f"(c) The same metrics series by series with scipy / numpy calls in a loop, on the first "

@@ -16,7 +16,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from evergreen.analysis.parsing import Sample, parse_buckets, samples_from_vector
+from evergreen.analysis.columns import LabelColumns
+from evergreen.analysis.parsing import Sample, parse_bucket_columns, parse_buckets, samples_from_vector
 from evergreen.analysis.series import BoolArray, FloatArray, IntArray, SeriesKey, series_keys
 from evergreen.errors import AnalysisError
 
@@ -95,6 +96,26 @@ class HistogramSet:
         label roles contradict each other (``le`` as a segment, the feature as a segment).
         """
         parsed = parse_buckets(samples, feature_label, segment_labels, default_feature)
+        return cls(
+            keys=parsed.keys,
+            upper_bounds=parsed.upper_bounds,
+            cumulative=parsed.cumulative,
+            samples_without_bound=parsed.samples_without_bound,
+            samples_without_feature=parsed.samples_without_feature,
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: LabelColumns,
+        values: FloatArray,
+        *,
+        feature_label: str | None,
+        segment_labels: Sequence[str] = (),
+        default_feature: str = "prediction",
+    ) -> HistogramSet:
+        """:meth:`from_samples` for an answer in label columns (one value per series)."""
+        parsed = parse_bucket_columns(columns, values, feature_label, segment_labels, default_feature)
         return cls(
             keys=parsed.keys,
             upper_bounds=parsed.upper_bounds,

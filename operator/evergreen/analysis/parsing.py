@@ -1,10 +1,11 @@
 """Turning ``_bucket`` samples of an instant query into a dense (series, bound) array.
 
-An answer holds thousands of samples but only a few dozen distinct label texts. Python
-touches each sample once per label through C-level iterators (``map``, ``itemgetter``, a
-dict), never through a Python function call; everything after that works on integer codes
-in numpy, and per distinct text (parsing ``le``, building series keys) rather than per
-sample.
+An answer holds thousands of samples but only a few dozen distinct label texts. Everything
+works on label columns (integer codes per series, see :mod:`evergreen.analysis.columns`) in
+numpy, and per distinct text (parsing ``le``, building series keys) rather than per sample.
+The decoder hands answers over in that form; samples built as dicts (references, tests) are
+turned into columns first, touching each sample once per label through C-level iterators
+(``map``, ``itemgetter``, a dict), never through a Python function call.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from evergreen.analysis.columns import ABSENT, LabelColumn, LabelColumns
 from evergreen.analysis.series import FloatArray, IntArray, SeriesKey, series_keys
 from evergreen.errors import AnalysisError
 
@@ -63,24 +65,64 @@ def parse_buckets(
     rows = samples if isinstance(samples, list) else list(samples)
     labels = list(map(itemgetter(0), rows))
     values = _parse_values(rows, labels)
+    names = [BOUND_LABEL, *segments] + ([feature_label] if feature_label is not None else [])
+    return parse_bucket_columns(
+        label_columns(labels, names), values, feature_label, segments, default_feature
+    )
 
-    bound_codes, bound_texts = _factorise(labels, BOUND_LABEL, None)
+
+def label_columns(labels: list[Mapping[str, str]], names: Iterable[str]) -> dict[str, LabelColumn]:
+    """The columns of ``names`` over a list of label sets (a name no set has is left out)."""
+    columns = {}
+    for name in names:
+        codes, texts = _factorise(labels, name, None)
+        if texts == [None]:
+            continue
+        if None in texts:
+            absent = texts.index(None)
+            # Renumber so that the absent code becomes -1 and the others stay dense.
+            shift = np.arange(len(texts), dtype=np.intp)
+            shift[absent + 1 :] -= 1
+            shift[absent] = ABSENT
+            codes = shift[codes]
+            del texts[absent]
+        columns[name] = LabelColumn(codes, tuple(texts))
+    return columns
+
+
+def parse_bucket_columns(
+    columns: LabelColumns,
+    values: FloatArray,
+    feature_label: str | None,
+    segment_labels: Sequence[str],
+    default_feature: str,
+) -> ParsedBuckets:
+    """:func:`parse_buckets` for an answer already in columns (the decoder's form).
+
+    Non-finite values are unknown counts (NaN).
+    """
+    segments = tuple(segment_labels)
+    _check_label_names(feature_label, segments)
+    count = values.size
+    values = np.where(np.isfinite(values), values, np.nan)
+
+    bound_codes, bound_texts = _with_default(columns.get(BOUND_LABEL), None, count)
     bound_of_code = np.array([_parse_bound(text) for text in bound_texts], dtype=np.float64)
     keep = ~np.isnan(bound_of_code)[bound_codes]
     without_bound = int(np.count_nonzero(~keep))
     without_feature = 0
     if feature_label is not None:
-        feature_codes, feature_texts = _factorise(labels, feature_label, None)
+        feature_codes, feature_texts = _with_default(columns.get(feature_label), None, count)
         if None in feature_texts:
             missing = keep & (feature_codes == feature_texts.index(None))
             without_feature = int(np.count_nonzero(missing))
             keep &= ~missing
         feature_ranks, feature_names = _ranked(feature_codes, feature_texts)
     else:
-        feature_ranks, feature_names = np.zeros(len(rows), dtype=np.intp), [default_feature]
+        feature_ranks, feature_names = np.zeros(count, dtype=np.intp), [default_feature]
     # Sorted by name so that each key's segment pairs come out sorted.
     segment_names = sorted(segments)
-    segment_columns = [_ranked(*_factorise(labels, name, "")) for name in segment_names]
+    segment_columns = [_ranked(*_with_default(columns.get(name), "", count)) for name in segment_names]
 
     index = np.flatnonzero(keep)
     # Ranks follow text order, so series in code order are series in key order.
@@ -106,6 +148,21 @@ def parse_buckets(
         samples_without_bound=without_bound,
         samples_without_feature=without_feature,
     )
+
+
+def _with_default(column: LabelColumn | None, default: str | None, count: int) -> tuple[IntArray, list[Any]]:
+    """A column's codes and texts with ``default`` standing for an absent label."""
+    if column is None:
+        return np.zeros(count, dtype=np.intp), [default]
+    texts: list[Any] = list(column.texts)
+    if not (column.codes == ABSENT).any():
+        return column.codes, texts
+    if default in texts:
+        code = texts.index(default)
+    else:
+        code = len(texts)
+        texts.append(default)
+    return np.where(column.codes == ABSENT, code, column.codes), texts
 
 
 def _check_label_names(feature_label: str | None, segment_labels: tuple[str, ...]) -> None:

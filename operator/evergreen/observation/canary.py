@@ -137,8 +137,7 @@ async def _output_check(
         )
     try:
         current, reference = (
-            HistogramSet.from_samples([(s.labels, s.value) for s in r.samples], feature_label=None)
-            for r in results
+            HistogramSet.from_columns(r.columns, r.values, feature_label=None) for r in results
         )
         score = float(drift_scores(config.method, align(reference, current)).score[0])
     except (EvergreenError, IndexError) as error:

@@ -203,13 +203,22 @@ class Evaluation:
         )
 
 
-def _histograms(samples: Sequence[Sample], drift: HistogramDrift, feature_label: str | None) -> HistogramSet:
-    histograms = HistogramSet.from_samples(
-        [(s.labels, s.value) for s in samples],
+def _histograms(
+    answer: QueryResult, drift: HistogramDrift, feature_label: str | None, field: str
+) -> HistogramSet:
+    histograms = HistogramSet.from_columns(
+        answer.columns,
+        answer.values,
         feature_label=feature_label,
         segment_labels=list(drift.segment_by),
         default_feature=PREDICTION,
     )
+    if not len(histograms) and histograms.samples_without_bound:
+        raise AnalysisError(
+            f"none of the {histograms.samples_without_bound} {drift.histogram}_bucket series has an le "
+            f"label: {field}.histogram must name a classic Prometheus histogram (its _bucket series "
+            "carry le); check recording rules or relabelling that drop it"
+        )
     return histograms.with_totals() if drift.segment_by else histograms
 
 
@@ -249,9 +258,9 @@ async def _drift(
         by_window[query.window] = answer
     current = by_window[Window.CURRENT]
     if Window.BASELINE in by_window:
-        baseline_samples: Sequence[Sample] = by_window[Window.BASELINE].samples
+        baseline = by_window[Window.BASELINE]
     elif reference is not None:
-        baseline_samples = reference
+        baseline = QueryResult(f"{field}.baseline.configMap", reference)
     else:
         return SignalProblem(
             f"{field}.baseline.configMap", ProblemKind.NO_DATA, "reference histograms are missing"
@@ -260,7 +269,7 @@ async def _drift(
         return SignalProblem(
             field, ProblemKind.NO_DATA, f"no {config.histogram}_bucket series for the current window"
         )
-    if not baseline_samples:
+    if baseline.empty:
         # The current window has data: the baseline window has not reached any yet (warm-up,
         # an offset beyond retention).
         return SignalProblem(
@@ -269,15 +278,15 @@ async def _drift(
             f"baseline not ready: no {config.histogram}_bucket series in the baseline window yet",
         )
     try:
-        current_histograms = _histograms(current.samples, config, feature_label)
-        baseline_histograms = _histograms(baseline_samples, config, feature_label)
+        current_histograms = _histograms(current, config, feature_label, field)
+        baseline_histograms = _histograms(baseline, config, feature_label, field)
         layouts = layout_changes(baseline_histograms, current_histograms)
         aligned = align(baseline_histograms, current_histograms)
         scores = drift_scores(config.method, aligned)
         previous = by_window.get(Window.PREVIOUS)
         step = np.full(len(scores.keys), np.nan)
         if previous is not None and not previous.empty:
-            previous_histograms = _histograms(previous.samples, config, feature_label)
+            previous_histograms = _histograms(previous, config, feature_label, field)
             step_scores = drift_scores(config.method, align(previous_histograms, current_histograms))
             # A window holding two layouts has no step to show; a pure change of layout is
             # compared on the shared bounds like any other.

@@ -1,31 +1,29 @@
 """The live metric source: a Prometheus-compatible HTTP API.
 
-``prometheus-api-client`` is synchronous (requests); every call runs in a worker thread so the
-operator's event loop never blocks. Its own retries are switched off: the reconcile loop is
-the retry, and a stuck retry inside one evaluation would delay every other monitor.
+``prometheus-api-client`` is the connection layer (session, auth, headers, retry policy); it
+is synchronous (requests), so every call runs in a worker thread and the operator's event
+loop never blocks. Its own retries are switched off: the reconcile loop is the retry, and a
+stuck retry inside one evaluation would delay every other monitor. Bodies are decoded by
+:mod:`evergreen.signals.decoding`, straight into arrays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
 from evergreen.network import Failure, connection_failure
-from evergreen.signals.samples import QueryResult, Sample
-
-_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+from evergreen.signals.decoding import Asked, decode_instant, decode_range, error_detail
+from evergreen.signals.samples import QueryResult, RangeResult, grid
 
 
 @dataclass(frozen=True)
@@ -49,20 +47,8 @@ class Endpoint:
         )
 
 
-def _rejection_message(body: str) -> str:
-    """The ``error`` of a Prometheus error answer, or the raw body when it is not JSON."""
-    text = body
-    if text.startswith(("b'", 'b"')):
-        text = text[2:-1]
-    try:
-        decoded = json.loads(text.encode().decode("unicode_escape"))
-    except (ValueError, UnicodeDecodeError):
-        return text[:500]
-    return str(decoded.get("error", text))[:500]
-
-
 class PrometheusSource:
-    """Instant queries against one endpoint."""
+    """Instant and range queries against one endpoint."""
 
     def __init__(self, endpoint: Endpoint, *, connections: int = 10) -> None:
         session = requests.Session()
@@ -87,33 +73,67 @@ class PrometheusSource:
 
     async def instant(self, query: str, at: datetime, *, field: str) -> QueryResult:
         """Evaluate ``query`` at ``at``; ``field`` names the spec field it came from."""
-        return await asyncio.to_thread(self._instant, query, at, field)
+        asked = Asked(query, field, self.endpoint.url)
+        params = {"query": query, "time": f"{at.timestamp():.3f}"}
+        body = await asyncio.to_thread(self._get, "query", params, asked)
+        return decode_instant(body, asked)
 
-    def _instant(self, query: str, at: datetime, field: str) -> QueryResult:
+    async def range(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, field: str
+    ) -> RangeResult:
+        """Evaluate ``query`` at every ``step`` from ``start`` to ``end`` (both included)."""
+        seconds = step.total_seconds()
+        times = grid(start, end, seconds)
+        asked = Asked(query, field, self.endpoint.url)
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{seconds:g}",
+        }
+        body = await asyncio.to_thread(self._get, "query_range", params, asked)
+        return decode_range(body, asked, times)
+
+    def _get(self, api: str, params: Mapping[str, str], asked: Asked) -> bytes:
+        """The raw body of one API call, sent exactly as the client's own queries are.
+
+        The client's query methods decode the body themselves with the standard library; the
+        request goes through the client's session (its retry policy mounted), headers and
+        auth, and the body is left to :mod:`evergreen.signals.decoding`.
+        """
+        client = self._client
         try:
-            raw = self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"})
+            response = client._session.request(
+                method="GET",
+                url=f"{client.url}/api/v1/{api}",
+                params=params,
+                verify=client._session.verify,
+                headers=client.headers,
+                auth=client.auth,
+                cert=client._session.cert,
+                timeout=self.endpoint.timeout_seconds,
+            )
         except requests.exceptions.Timeout as error:
-            raise MetricsUnavailable(
-                f"Prometheus at {self.endpoint.url} did not answer within "
-                f"{self.endpoint.timeout_seconds:g}s ({field})"
-            ) from error
+            raise self._timed_out(asked) from error
         except requests.exceptions.RequestException as error:
             if connection_failure(error) is Failure.TIMEOUT:  # requests wraps some timeouts
-                raise MetricsUnavailable(
-                    f"Prometheus at {self.endpoint.url} did not answer within "
-                    f"{self.endpoint.timeout_seconds:g}s ({field})"
-                ) from error
+                raise self._timed_out(asked) from error
             raise MetricsUnavailable(
                 f"cannot reach Prometheus at {self.endpoint.url}: {connection_failure(error)}"
             ) from error
-        except PrometheusApiClientException as error:
-            raise self._classify(error, field) from error
-        return _parse_result(query, raw)
+        if response.status_code != 200:
+            raise self._classify(response.status_code, response.content, asked.field)
+        body: bytes = response.content
+        return body
 
-    def _classify(self, error: PrometheusApiClientException, field: str) -> Exception:
-        match = _STATUS.search(str(error))
-        status = int(match.group(1)) if match else 0
-        detail = _rejection_message(match.group(2)) if match else str(error)
+    def _timed_out(self, asked: Asked) -> MetricsUnavailable:
+        return MetricsUnavailable(
+            f"Prometheus at {self.endpoint.url} did not answer within "
+            f"{self.endpoint.timeout_seconds:g}s ({asked.field})"
+        )
+
+    def _classify(self, status: int, body: bytes, field: str) -> Exception:
+        detail = error_detail(body)
         if status in (400, 422):
             return QueryRejected(field, f"Prometheus rejected the query: {detail}")
         if status in (401, 403):
@@ -122,17 +142,3 @@ class PrometheusSource:
                 "check spec.prometheus.bearerTokenSecret or basicAuth"
             )
         return MetricsUnavailable(f"Prometheus at {self.endpoint.url} answered HTTP {status}: {detail}")
-
-
-def _parse_result(query: str, raw: Any) -> QueryResult:
-    # The client returns only data.result: a list of series for a vector, [ts, "v"] for a scalar.
-    if isinstance(raw, list) and len(raw) == 2 and not isinstance(raw[0], dict):
-        return QueryResult(query, (Sample({}, float(raw[1])),))
-    if not isinstance(raw, list):
-        raise MetricsUnavailable(f"unexpected answer to an instant query: {type(raw).__name__}")
-    samples = []
-    for item in raw:
-        if "value" not in item:
-            raise MetricsUnavailable("an instant query returned a range result")
-        samples.append(Sample(dict(item.get("metric", {})), float(item["value"][1])))
-    return QueryResult(query, tuple(samples))
