@@ -398,18 +398,20 @@ class MonitorReconciler:
         attempt: Attempt | None = None
         retrained: tuple[RetrainingStep, ModelMonitorSpec] | None = None
         seconds = 0.0
+        # Parsed once per step: validating a spec is a good part of an idle step's cost.
+        checked = self._checked_spec(body)
 
         if is_due(status, generation, now):
             if status.observed_generation == generation and status.next_evaluation_time is not None:
                 late = (now - status.next_evaluation_time).total_seconds()
                 self.telemetry.evaluation_delay.observe(max(late, 0.0))
             started = time.perf_counter()
-            attempt = await self._attempt(body, status, now)
+            attempt = await self._attempt(body, checked, status, now)
             seconds = time.perf_counter() - started
             uid = body["metadata"].get("uid") or f"{namespace}/{name}"
             new_status, events = self._evaluated(status, attempt, generation, now, uid)
 
-        spec = self._valid_spec(body)
+        spec = checked if isinstance(checked, ModelMonitorSpec) else None
         if spec is not None:
             new_status = sync_declared_version(spec, new_status)
             # Before Evergreen may take the team's objects over, a deletion must wait for it.
@@ -638,12 +640,13 @@ class MonitorReconciler:
         )
         return step.status.model_copy(update={"conditions": conditions}), step.events
 
-    def _valid_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | None:
+    def _checked_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | SpecError:
+        """The spec, or why it cannot be used."""
         try:
             spec = parse_spec(body.get("spec") or {})
             validate_template(spec, require_service_account=self.settings.require_service_account)
-        except SpecError:
-            return None
+        except SpecError as error:
+            return error
         return spec
 
     def _evaluated(
@@ -683,14 +686,17 @@ class MonitorReconciler:
             events += layout_events(before, attempt.policy.assessment)
         return new_status, events
 
-    async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:
+    async def _attempt(
+        self,
+        body: Mapping[str, Any],
+        spec: ModelMonitorSpec | SpecError,
+        status: ModelMonitorStatus,
+        now: datetime,
+    ) -> Attempt:
         namespace = body["metadata"]["namespace"]
         retry = timedelta(seconds=self.settings.retry_seconds)
-        try:
-            spec = parse_spec(body.get("spec") or {})
-            validate_template(spec, require_service_account=self.settings.require_service_account)
-        except SpecError as error:
-            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(error)), None, None)
+        if isinstance(spec, SpecError):
+            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(spec)), None, None)
         interval = parse_duration(spec.interval)
         try:
             endpoint = await resolve_endpoint(
