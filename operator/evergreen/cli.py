@@ -644,6 +644,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         default_endpoint=default,
         namespaces=tuple(n for n in args.namespace if n),
         tick_seconds=args.tick,
+        status_refresh_seconds=args.status_refresh,
         retry_seconds=args.retry,
         workload_poll_seconds=args.workload_poll,
         top_series=args.top,
@@ -801,7 +802,15 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
         type=arg.seconds,
         default=_env("TICK_SECONDS", "10"),
         metavar="SECONDS",
-        help="seconds between due-checks of each monitor (default: 10)",
+        help="seconds between steps of monitors with retraining runs or rollouts, and before a failed "
+        "step is retried (default: 10)",
+    )
+    run.add_argument(
+        "--status-refresh",
+        type=arg.seconds,
+        default=_env("STATUS_REFRESH_SECONDS", "600"),
+        metavar="SECONDS",
+        help="a status whose only change is its timestamps is written at most this often (default: 600)",
     )
     run.add_argument(
         "--workload-poll",

@@ -258,7 +258,9 @@ def evaluation_drafts(
             ConditionType.READY,
             T,
             "Evaluated",
-            f"{evaluation.queries} queries answered at {evaluation.time.isoformat()}",
+            # No time here: the message must not change while nothing else does (when the
+            # last evaluation ran is status.lastEvaluation.time).
+            f"{evaluation.queries} queries answered",
         )
     if rejected or invalid:
         # A query Prometheus refused (or answered unusably) returned no data either.

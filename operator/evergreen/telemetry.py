@@ -39,6 +39,12 @@ class Telemetry:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.evaluation_delay = Histogram(
+            "evergreen_evaluation_delay_seconds",
+            "From the time an evaluation was due (status.nextEvaluationTime) to its start.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
+            registry=r,
+        )
         self.queries = Counter(
             "evergreen_prometheus_queries",
             "Prometheus queries issued, by outcome.",

@@ -172,6 +172,7 @@ def test_a_good_candidate_walks_every_step_and_is_promoted(
         assert status["rollout"]["checksFailed"] == 0 and status["rollout"]["checksPassed"] >= 3
         checks = status["rollout"]["history"][-1]
         assert checks["candidate"] == "v2"
+        cluster.wait_event("fraud", "Normal", "Promoted")  # Events trail the status write
         reasons = [e[1] for e in cluster.events("fraud")]
         assert reasons.count("RolloutStep") == 2 and "Promoted" in reasons
         # The new version serves everything; the old one is gone (no hold needs it).

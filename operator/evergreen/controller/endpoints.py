@@ -120,6 +120,7 @@ class SourcePool:
         self.telemetry = telemetry
         self.capacity = capacity
         self._limit = asyncio.Semaphore(max_concurrent_queries)
+        self._connections = max_concurrent_queries
         self._sources: OrderedDict[tuple[object, ...], InstrumentedSource] = OrderedDict()
 
     def source(self, endpoint: Endpoint) -> InstrumentedSource:
@@ -127,7 +128,9 @@ class SourcePool:
         if key in self._sources:
             self._sources.move_to_end(key)
             return self._sources[key]
-        source = InstrumentedSource(PrometheusSource(endpoint), self._limit, self.telemetry)
+        source = InstrumentedSource(
+            PrometheusSource(endpoint, connections=self._connections), self._limit, self.telemetry
+        )
         self._sources[key] = source
         if len(self._sources) > self.capacity:
             _, evicted = self._sources.popitem(last=False)

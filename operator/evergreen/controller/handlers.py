@@ -83,7 +83,9 @@ def register(
         return _connection_info(configuration)
 
     @kopf.on.event(*RESOURCE, registry=registry)
-    def event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        # Async: kopf runs a sync handler in a worker thread, and the scheduler's queue and
+        # wake-up belong to the event loop.
         # Every change of every monitor (the first listing included) goes to the scheduler;
         # the watch is also the cache, so an idle monitor is never read again.
         if type == "DELETED":

@@ -8,6 +8,7 @@ nothing is due it does nothing, so a restart resumes exactly where status says.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from evergreen.conditions import (
     spec_error_drafts,
     unavailable_drafts,
 )
+from evergreen.controller.cadence import next_slot, phase
 from evergreen.controller.endpoints import CaBundles, SourcePool, resolve_endpoint
 from evergreen.controller.settings import OperatorSettings
 from evergreen.errors import ClusterError, MissingReference, SpecError
@@ -77,6 +79,42 @@ class Attempt:
     queries: int = 0
     #: The decision engine's state after this evaluation (None: nothing new to decide on).
     policy: PolicyState | None = None
+    #: The next evaluation falls on the monitor's slot (a retry does not wait for it).
+    on_schedule: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unwritten:
+    """A status that differed from the stored one only in timestamps, kept instead of written.
+
+    It stands for the object's status while the object stays at ``resource_version``; kept as
+    compact JSON (a status model is several times larger), parsed when the monitor is stepped.
+    """
+
+    resource_version: str
+    raw: bytes
+    observed_generation: int | None
+    next_evaluation_time: datetime | None
+    #: ``lastAttemptTime`` of the status as stored.
+    stored_attempt: datetime | None
+
+    @classmethod
+    def of(
+        cls, resource_version: str, status: ModelMonitorStatus, stored_attempt: datetime | None
+    ) -> Unwritten:
+        raw = json.dumps(status.to_wire(), separators=(",", ":")).encode()
+        return cls(
+            resource_version, raw, status.observed_generation, status.next_evaluation_time, stored_attempt
+        )
+
+    @property
+    def status(self) -> ModelMonitorStatus:
+        return parse_status(json.loads(self.raw))
+
+
+#: Timestamps that move on every evaluation; a status differing only in them is not written.
+_TIMESTAMPS = ("lastAttemptTime", "nextEvaluationTime")
+_NESTED_TIMESTAMPS = {"lastEvaluation": ("time", "durationSeconds"), "decision": ("time",)}
 
 
 #: Status writes tried per step when only metadata the step does not read keeps changing.
@@ -162,6 +200,49 @@ def sync_declared_version(spec: ModelMonitorSpec, status: ModelMonitorStatus) ->
     return status.model_copy(update={"current_version": declared, "declared_version": declared})
 
 
+def _coarse(value: Any) -> Any:
+    """``value`` with every float to 9 significant digits: Prometheus extrapolates increases
+    from the evaluation time, so a ratio of two of them moves in its last bits from one
+    evaluation to the next while the data does not."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _coarse(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coarse(v) for v in value]
+    return value
+
+
+def timeless(status: ModelMonitorStatus) -> dict[str, Any]:
+    """The status as written, without the timestamps every evaluation moves on (the last and
+    next attempt, when the summary and the decision were last confirmed, and each
+    assessment's time) and with floats to 9 significant digits: what a person or a tool
+    reading the object would see change."""
+    wire: dict[str, Any] = status.to_wire()
+    for key in _TIMESTAMPS:
+        wire.pop(key, None)
+    for key, inner in _NESTED_TIMESTAMPS.items():
+        nested = wire.get(key)
+        if isinstance(nested, dict):
+            wire[key] = {k: v for k, v in nested.items() if k not in inner}
+    assessments: list[dict[str, Any]] = wire.get("assessments") or []
+    wire["assessments"] = [{k: v for k, v in item.items() if k != "time"} for item in assessments]
+    coarse: dict[str, Any] = _coarse(wire)
+    return coarse
+
+
+def _active(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether a monitor has work between evaluations (retraining runs to follow, rollouts
+    and holds to step), so it is stepped every tick, not only when an evaluation is due."""
+    retraining = status.get("retraining") or {}
+    return (
+        spec.get("retraining") is not None
+        or spec.get("rollout") is not None
+        or bool(retraining.get("runs"))
+        or status.get("servingRollout") is not None
+    )
+
+
 def is_due(status: ModelMonitorStatus, generation: int | None, now: datetime) -> bool:
     """A new spec is evaluated at once; otherwise when the scheduled time has come.
 
@@ -195,6 +276,7 @@ class MonitorReconciler:
         )
         self.delivery = DeliveryActuator(kube)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._unwritten: dict[tuple[str, str], Unwritten] = {}
         #: Monotonic time of the last completed reconcile step (for the liveness probe).
         self.last_step = time.monotonic()
 
@@ -238,7 +320,45 @@ class MonitorReconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The monitor is gone: drop its lock and metrics."""
         self._locks.pop((namespace, name), None)
+        self._unwritten.pop((namespace, name), None)
         self.telemetry.forget(namespace, name)
+
+    def due_at(self, body: Mapping[str, Any]) -> datetime | None:
+        """When the monitor next needs a step: ``now`` (or earlier) for a new spec, a deletion
+        or work between evaluations, its next evaluation otherwise, None when nothing is due
+        until the object changes (an invalid spec). Read from the raw object, without parsing
+        it, so a scheduler can ask after every change at any fleet size."""
+        meta = body["metadata"]
+        now = self.settings.clock()
+        raw = body.get("status") or {}
+        if meta.get("deletionTimestamp") or _active(body.get("spec") or {}, raw):
+            return now
+        kept = self._unwritten.get((meta.get("namespace", ""), meta.get("name", "")))
+        if kept is not None and kept.resource_version == meta.get("resourceVersion"):
+            if kept.observed_generation != meta.get("generation"):
+                return now
+            return kept.next_evaluation_time
+        if raw.get("observedGeneration") != meta.get("generation"):
+            return now
+        planned = raw.get("nextEvaluationTime")
+        if not planned:
+            return None
+        try:
+            return datetime.fromisoformat(str(planned).replace("Z", "+00:00"))
+        except ValueError:
+            return now
+
+    def _status(
+        self, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> tuple[ModelMonitorStatus, datetime | None]:
+        """The monitor's status as this replica knows it, and ``lastAttemptTime`` as stored."""
+        kept = self._unwritten.get((namespace, name))
+        if kept is not None:
+            if kept.resource_version == body["metadata"].get("resourceVersion"):
+                return kept.status, kept.stored_attempt
+            del self._unwritten[(namespace, name)]  # the object changed since: it is the truth
+        status = parse_status(body.get("status"))
+        return status, status.last_attempt_time
 
     async def reconcile(
         self, namespace: str, name: str, body: Mapping[str, Any] | None = None
@@ -271,21 +391,27 @@ class MonitorReconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         now = self.settings.clock()
-        status = parse_status(body.get("status"))
+        status, stored_attempt = self._status(namespace, name, body)
         generation = body["metadata"].get("generation")
         new_status = status
         events: list[EventRecord] = []
         attempt: Attempt | None = None
         retrained: tuple[RetrainingStep, ModelMonitorSpec] | None = None
         seconds = 0.0
+        # Parsed once per step: validating a spec is a good part of an idle step's cost.
+        checked = self._checked_spec(body)
 
         if is_due(status, generation, now):
+            if status.observed_generation == generation and status.next_evaluation_time is not None:
+                late = (now - status.next_evaluation_time).total_seconds()
+                self.telemetry.evaluation_delay.observe(max(late, 0.0))
             started = time.perf_counter()
-            attempt = await self._attempt(body, status, now)
+            attempt = await self._attempt(body, checked, status, now)
             seconds = time.perf_counter() - started
-            new_status, events = self._evaluated(status, attempt, generation, now)
+            uid = body["metadata"].get("uid") or f"{namespace}/{name}"
+            new_status, events = self._evaluated(status, attempt, generation, now, uid)
 
-        spec = self._valid_spec(body)
+        spec = checked if isinstance(checked, ModelMonitorSpec) else None
         if spec is not None:
             new_status = sync_declared_version(spec, new_status)
             # Before Evergreen may take the team's objects over, a deletion must wait for it.
@@ -360,12 +486,16 @@ class MonitorReconciler:
 
         if new_status == status:
             return None
-        try:
-            written, body = await self._write_status(namespace, name, body, new_status)
-        except Conflict:
-            # A workload this step created may now be unrecorded: look for it again.
-            self.retraining.recheck(body["metadata"].get("uid", ""))
-            raise
+        if self._keeps(stored_attempt, status, new_status, now):
+            # Only timestamps moved: nothing a reader acts on changed, so the API is spared the
+            # write; this replica steps on from the status it kept (see docs/operations.md).
+            self._unwritten[(namespace, name)] = Unwritten.of(
+                body["metadata"]["resourceVersion"], new_status, stored_attempt
+            )
+            written = None
+        else:
+            written, body = await self._written(namespace, name, body, new_status)
+            self._unwritten.pop((namespace, name), None)
         if attempt is not None:
             self._observe(
                 namespace, name, attempt, seconds, new_status.conditions, new_status, status.decision
@@ -374,6 +504,30 @@ class MonitorReconciler:
             self._observe_retraining(namespace, name, *retrained)
         await self._post_events(body, events)
         return written
+
+    def _keeps(
+        self,
+        stored_attempt: datetime | None,
+        status: ModelMonitorStatus,
+        new_status: ModelMonitorStatus,
+        now: datetime,
+    ) -> bool:
+        """Whether ``new_status`` may stay unwritten: it differs only in timestamps, and the
+        stored ``lastAttemptTime`` is not older than the refresh period."""
+        refresh = timedelta(seconds=self.settings.status_refresh_seconds)
+        if stored_attempt is None or now - stored_attempt >= refresh:
+            return False
+        return timeless(new_status) == timeless(status)
+
+    async def _written(
+        self, namespace: str, name: str, body: Mapping[str, Any], new_status: ModelMonitorStatus
+    ) -> tuple[dict[str, Any], Mapping[str, Any]]:
+        try:
+            return await self._write_status(namespace, name, body, new_status)
+        except Conflict:
+            # A workload this step created may now be unrecorded: look for it again.
+            self.retraining.recheck(body["metadata"].get("uid", ""))
+            raise
 
     async def _write_status(
         self, namespace: str, name: str, body: Mapping[str, Any], new_status: ModelMonitorStatus
@@ -486,25 +640,32 @@ class MonitorReconciler:
         )
         return step.status.model_copy(update={"conditions": conditions}), step.events
 
-    def _valid_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | None:
+    def _checked_spec(self, body: Mapping[str, Any]) -> ModelMonitorSpec | SpecError:
+        """The spec, or why it cannot be used."""
         try:
             spec = parse_spec(body.get("spec") or {})
             validate_template(spec, require_service_account=self.settings.require_service_account)
-        except SpecError:
-            return None
+        except SpecError as error:
+            return error
         return spec
 
     def _evaluated(
-        self, status: ModelMonitorStatus, attempt: Attempt, generation: int | None, now: datetime
+        self, status: ModelMonitorStatus, attempt: Attempt, generation: int | None, now: datetime, uid: str
     ) -> tuple[ModelMonitorStatus, list[EventRecord]]:
         """Status and Events after an evaluation attempt."""
         conditions = merge_conditions(status.conditions, attempt.drafts, now=now, generation=generation)
+        if attempt.next_after is None:
+            next_time = None
+        elif attempt.on_schedule:
+            next_time = next_slot(now, attempt.next_after, phase(uid, attempt.next_after))
+        else:
+            next_time = now + attempt.next_after
         new_status = status.model_copy(
             update={
                 "observed_generation": generation,
                 "conditions": conditions,
                 "last_attempt_time": now,
-                "next_evaluation_time": now + attempt.next_after if attempt.next_after else None,
+                "next_evaluation_time": next_time,
             }
         )
         if attempt.evaluation is not None:
@@ -525,14 +686,17 @@ class MonitorReconciler:
             events += layout_events(before, attempt.policy.assessment)
         return new_status, events
 
-    async def _attempt(self, body: Mapping[str, Any], status: ModelMonitorStatus, now: datetime) -> Attempt:
+    async def _attempt(
+        self,
+        body: Mapping[str, Any],
+        spec: ModelMonitorSpec | SpecError,
+        status: ModelMonitorStatus,
+        now: datetime,
+    ) -> Attempt:
         namespace = body["metadata"]["namespace"]
         retry = timedelta(seconds=self.settings.retry_seconds)
-        try:
-            spec = parse_spec(body.get("spec") or {})
-            validate_template(spec, require_service_account=self.settings.require_service_account)
-        except SpecError as error:
-            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(error)), None, None)
+        if isinstance(spec, SpecError):
+            return Attempt("invalid_spec", spec_error_drafts("InvalidSpec", str(spec)), None, None)
         interval = parse_duration(spec.interval)
         try:
             endpoint = await resolve_endpoint(
@@ -590,7 +754,7 @@ class MonitorReconciler:
         drafts = evaluation_drafts(spec, evaluation, policy.assessment)
         # An evaluation where nothing had data keeps the last good summary in status.
         kept = evaluation if _informative(evaluation) else None
-        return Attempt(outcome, drafts, kept, interval, evaluation.queries, policy)
+        return Attempt(outcome, drafts, kept, interval, evaluation.queries, policy, on_schedule=True)
 
     async def _references(self, spec: ModelMonitorSpec, namespace: str) -> dict[str, list[Sample]]:
         """Reference histograms for drift signals whose baseline is a ConfigMap."""

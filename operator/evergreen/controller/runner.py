@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 from kubernetes import client as k8s
@@ -27,8 +29,19 @@ async def run_operator(
 ) -> None:
     """Run until ``stop_flag`` is set (or forever): watch ModelMonitors and reconcile them."""
     telemetry = telemetry or Telemetry()
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # kopf logs each handled watch event at INFO: a line per status write of every monitor.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if settings.metrics_port is not None:
         telemetry.serve(settings.metrics_port, settings.bind_address)
+    threads = settings.max_concurrent_queries + 8
+    # Every Prometheus query and API call runs in a worker thread (the clients are blocking):
+    # the default pool (CPU count + 4) would cap the queries in flight below the setting, and
+    # the API client's connection pool (CPU count x 5) would drop connections under load.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(threads, thread_name_prefix="evergreen-io")
+    )
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, threads)
     kube = KubeApi(configuration, component=settings.component)
     reconciler = MonitorReconciler(kube, settings, telemetry)
     registry = kopf.OperatorRegistry()

@@ -21,8 +21,12 @@ class OperatorSettings:
     default_endpoint: Endpoint | None = None
     #: Namespaces to watch; empty means the whole cluster.
     namespaces: tuple[str, ...] = ()
-    #: How often each monitor is checked for being due (evaluations follow ``spec.interval``).
+    #: How often monitors with work between evaluations (retraining runs, rollouts) are stepped,
+    #: and how soon a failed step is retried (evaluations follow ``spec.interval``).
     tick_seconds: float = 10.0
+    #: A status that changed only in its timestamps is written at most this often (seconds);
+    #: in between, the operator keeps it and steps on from it.
+    status_refresh_seconds: float = 600.0
     #: How soon a failed evaluation (Prometheus unreachable, missing Secret) is retried.
     retry_seconds: float = 30.0
     #: How often a running retraining workload is read (its pods when it finished).

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from evergreen.errors import MetricsUnavailable, QueryRejected
@@ -49,7 +50,7 @@ class Endpoint:
 class PrometheusSource:
     """Instant and range queries against one endpoint."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, connections: int = 10) -> None:
         session = requests.Session()
         session.verify = endpoint.verify
         self.endpoint = endpoint
@@ -60,6 +61,11 @@ class PrometheusSource:
             retry=Retry(total=0),
             session=session,
             timeout=endpoint.timeout_seconds,
+        )
+        # Queries in flight beyond the pool would each open and drop a connection: size the
+        # pool to the concurrency (the client mounted a default-sized one for the same URL).
+        session.mount(
+            endpoint.url.rstrip("/"), HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=connections)
         )
 
     def close(self) -> None:
