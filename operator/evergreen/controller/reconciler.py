@@ -240,6 +240,10 @@ class MonitorReconciler:
         self._locks.pop((namespace, name), None)
         self.telemetry.forget(namespace, name)
 
+    def forget_metrics(self, key: tuple[str, str]) -> None:
+        """Another replica reconciles the monitor now: it exports the monitor's metrics."""
+        self.telemetry.forget(*key)
+
     async def reconcile(
         self, namespace: str, name: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:

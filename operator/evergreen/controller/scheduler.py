@@ -6,7 +6,8 @@ of its own, and a change (a new spec, a deletion) is reconciled at once. The ope
 status writes go back into the cache as soon as they are answered, so the next tick does not
 act on the object as it was before them.
 
-A monitor is reconciled by one task at a time; at most ``concurrency`` run at once.
+A monitor is reconciled by one task at a time; at most ``concurrency`` run at once. With
+replicas sharing the monitors, only those ``owns`` accepts are reconciled (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from evergreen.controller.reconciler import MonitorReconciler
@@ -40,9 +41,17 @@ def _newer(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> boo
 class Scheduler:
     """Reconciles every known monitor each tick, and a changed one at once."""
 
-    def __init__(self, reconciler: MonitorReconciler, *, tick_seconds: float, concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        reconciler: MonitorReconciler,
+        *,
+        tick_seconds: float,
+        concurrency: int = 32,
+        owns: Callable[[Key], bool] | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.tick_seconds = tick_seconds
+        self.owns = owns or (lambda key: True)
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._urgent: set[Key] = set()
         self._running: dict[Key, asyncio.Task[None]] = {}
@@ -70,6 +79,10 @@ class Scheduler:
         self._urgent.discard((namespace, name))
         self.reconciler.forget(namespace, name)
 
+    def monitors(self) -> Collection[Key]:
+        """Every known monitor, owned or not."""
+        return self._bodies.keys()
+
     # The loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -89,7 +102,7 @@ class Scheduler:
                     due = list(self._urgent)
                 self._urgent.clear()
                 for key in due:
-                    if key in self._bodies and key not in self._running:
+                    if key in self._bodies and key not in self._running and self.owns(key):
                         self._running[key] = asyncio.create_task(self._reconcile(key))
         finally:
             for task in self._running.values():
@@ -100,7 +113,7 @@ class Scheduler:
         try:
             async with self._slots:
                 body = self._bodies.get(key)
-                if body is None:
+                if body is None or not self.owns(key):  # ownership may move while waiting
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     await self.reconciler.release(body)

@@ -1,0 +1,142 @@
+"""This replica's membership of its shard group: renew its Lease, list the others, and keep the
+:class:`~evergreen.controller.sharding.Ownership` the scheduler asks up to date.
+
+Every ``renew_seconds``: list the group's Leases, renew (or create) this replica's own, then
+update the view of the members. A replica that could not renew for ``fence_seconds`` acts on
+nothing until it renews again. Leases that expired (their replica killed, or cut off) are
+deleted, guarded by the version seen expired, so a replica that comes back re-creates its own.
+On a clean stop the replica deletes its Lease after its last reconcile ended, and peers take
+its monitors over at their next listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+
+from evergreen.controller.settings import ShardSettings
+from evergreen.controller.sharding import Key, LeaseLiveness, Ownership
+from evergreen.errors import ClusterError
+from evergreen.kube.leases import LeaseApi, LeaseLost, LeaseRecord
+from evergreen.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    """This replica's Lease and its view of the others."""
+
+    def __init__(
+        self,
+        leases: LeaseApi,
+        settings: ShardSettings,
+        telemetry: Telemetry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.leases = leases
+        self.settings = settings
+        self.telemetry = telemetry
+        self.clock = clock
+        self.identity = settings.replica
+        # A monitor whose previous owner is still a member waits one Lease duration: by then
+        # the previous owner has seen this replica's Lease (it lists every renew period).
+        self.ownership = Ownership(self.identity, grace=settings.lease_seconds, now=clock())
+        self.liveness = LeaseLiveness()
+        self._own: LeaseRecord | None = None
+        self._renewed_at: float | None = None  # when the last successful renewal was sent
+
+    # What the scheduler asks -----------------------------------------------------------------
+
+    def owns(self, key: Key) -> bool:
+        """Whether this replica may reconcile the monitor now."""
+        return self.ownership.owns(key, self.clock())
+
+    # The loop --------------------------------------------------------------------------------
+
+    async def run(self, monitors: Callable[[], Collection[Key]], release: Callable[[Key], None]) -> None:
+        """Renew and observe every ``renew_seconds`` until cancelled. ``monitors`` are all
+        known monitors (to count those owned); ``release`` is called with each one that
+        stopped being this replica's (its metrics go: the new owner exports them)."""
+        owned: set[Key] = set()
+        while True:
+            await self.step()
+            now = self.clock()
+            mine = {key for key in list(monitors()) if self.ownership.owns(key, now)}
+            for key in owned - mine:
+                release(key)
+            owned = mine
+            self.telemetry.shard_monitors_owned.set(len(owned))
+            await asyncio.sleep(self.settings.renew_seconds)
+
+    async def step(self) -> None:
+        """One round: list, renew, update the view, delete expired Leases."""
+        try:
+            listed = await self.leases.list()
+        except ClusterError as error:
+            log.warning("membership: %s", error)
+        else:
+            peers = [lease for lease in listed if lease.holder and lease.holder != self.identity]
+            self.liveness.update(peers, self.clock())
+            mine = next((lease for lease in listed if lease.name == self.identity), None)
+            known = self._own
+            if mine is not None and (known is None or mine.resource_version != known.resource_version):
+                if known is not None:
+                    log.warning("membership: Lease %s was changed by someone else", self.identity)
+                self._own = mine
+        await self._renew()
+        now = self.clock()
+        if self._renewed_at is None or now - self._renewed_at >= self.settings.fence_seconds:
+            if self.ownership.members:
+                log.error(
+                    "membership: Lease %s not renewed for %.0f s: acting on no monitor until it is",
+                    self.identity,
+                    self.settings.fence_seconds,
+                )
+            self.ownership.fence(now)
+        else:
+            before = self.ownership.members
+            self.ownership.observe(self.liveness.live(now), now)
+            if self.ownership.members != before:
+                log.info("membership: members are %s", ", ".join(sorted(self.ownership.members)))
+        self.telemetry.shard_members.set(len(self.ownership.members))
+        for lease in self.liveness.expired(now):
+            await self._delete(lease)
+
+    async def _renew(self) -> None:
+        sent = self.clock()
+        duration = self.settings.lease_seconds
+        try:
+            if self._own is None:
+                self._own = await self.leases.create(self.identity, duration)
+            else:
+                self._own = await self.leases.renew(self._own, duration)
+        except LeaseLost as error:
+            # Deleted by a peer that saw it expire, or written by another process under this
+            # name: the next listing says which, the next round writes again.
+            log.warning("membership: %s", error)
+            self._own = None
+        except ClusterError as error:
+            log.warning("membership: %s", error)
+        else:
+            self._renewed_at = sent
+
+    async def _delete(self, lease: LeaseRecord) -> None:
+        try:
+            await self.leases.delete(lease)
+        except ClusterError as error:
+            log.warning("membership: %s", error)
+        else:
+            log.info("membership: deleted the expired Lease of %s", lease.holder)
+
+    async def leave(self) -> None:
+        """Delete this replica's Lease (its reconciles have ended): peers take over at once."""
+        self.ownership.fence(self.clock())
+        if self._own is not None:
+            try:
+                await self.leases.delete(self._own)
+            except ClusterError as error:
+                log.warning("membership: %s", error)
+            self._own = None
