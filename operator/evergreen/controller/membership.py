@@ -51,8 +51,14 @@ class Membership:
     # What the scheduler asks -----------------------------------------------------------------
 
     def owns(self, key: Key) -> bool:
-        """Whether this replica may reconcile the monitor now."""
-        return self.ownership.owns(key, self.clock())
+        """Whether this replica may reconcile the monitor now (never while fenced, even if the
+        loop is stuck in a renewal that hangs)."""
+        now = self.clock()
+        return not self._fenced(now) and self.ownership.owns(key, now)
+
+    def _fenced(self, now: float) -> bool:
+        """Whether this replica's Lease may have expired in a peer's eyes."""
+        return self._renewed_at is None or now - self._renewed_at >= self.settings.fence_seconds
 
     # The loop --------------------------------------------------------------------------------
 
@@ -64,7 +70,9 @@ class Membership:
         while True:
             await self.step()
             now = self.clock()
-            mine = {key for key in list(monitors()) if self.ownership.owns(key, now)}
+            mine = {
+                key for key in list(monitors()) if not self._fenced(now) and self.ownership.owns(key, now)
+            }
             for key in owned - mine:
                 release(key)
             owned = mine
@@ -88,7 +96,7 @@ class Membership:
                 self._own = mine
         await self._renew()
         now = self.clock()
-        if self._renewed_at is None or now - self._renewed_at >= self.settings.fence_seconds:
+        if self._fenced(now):
             if self.ownership.members:
                 log.error(
                     "membership: Lease %s not renewed for %.0f s: acting on no monitor until it is",
@@ -121,6 +129,10 @@ class Membership:
         except ClusterError as error:
             log.warning("membership: %s", error)
         else:
+            if self._fenced(sent):
+                # Back after a lapse: peers may have taken this replica's monitors meanwhile, so
+                # it starts over like a newcomer (the next view waits the grace period).
+                self.ownership.fence(sent)
             self._renewed_at = sent
 
     async def _delete(self, lease: LeaseRecord) -> None:
