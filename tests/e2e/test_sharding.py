@@ -1,7 +1,9 @@
 """Two operator replicas share the monitors on the real control plane: each monitor is evaluated
 by exactly one; when one replica is killed (SIGKILL, with a retraining run in flight) the other
 takes its monitors over within the documented bound and nothing is done twice; when it comes
-back it gets its monitors back, and the hand-over never interleaves the two.
+back it gets its monitors back, and the hand-over never interleaves the two. And what holds
+even when two processes do act on one monitor: one Job per retraining run, each rollout step
+taken once.
 
 Who wrote what comes from the API server's audit log: each replica sends its identity in its
 user agent.
@@ -22,9 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from evergreen.controller.sharding import Key, owner
 from evergreen.kube.leases import GROUP_LABEL
 from evergreen.retraining.runs import run_name
-from evergreen.simulation import PrometheusServer
+from evergreen.simulation import LiveModelTraffic, PrometheusServer
 from evergreen.simulation.prometheus import free_port
 from tests.e2e.conftest import RELEASE_NAMESPACE, Cluster, OperatorSubprocess, wait_for
+from tests.e2e.test_delivery import last_outcome, rollout
+from tests.e2e.test_delivery import serving as serving  # noqa: PLC0414 (a fixture)
+from tests.e2e.test_delivery import spec as rollout_spec
+from tests.e2e.test_delivery import two_versions as two_versions  # noqa: PLC0414 (a fixture)
 from tests.e2e.test_retraining import PRECISION, finish_job, jobs, result, retraining, run_outcome
 from tests.e2e.test_retraining import spec as retraining_spec
 
@@ -40,19 +46,24 @@ _AGENT = re.compile(r"\(([^)]+)\)\s*$")
 
 
 class Replica(OperatorSubprocess):
-    def __init__(self, cluster: Cluster, prometheus: PrometheusServer, identity: str) -> None:
-        self.identity = identity
+    """``evergreen run`` sharing the monitors under ``identity`` (none: an unsharded process
+    that reconciles every monitor), serving its metrics."""
+
+    def __init__(
+        self, cluster: Cluster, prometheus: PrometheusServer, identity: str | None, *, name: str | None = None
+    ) -> None:
         self.namespace = cluster.namespace
         self.metrics_port = free_port()
-        super().__init__(
-            cluster, prometheus.url,
+        sharding = [] if identity is None else [
             "--replica-id", identity,
             "--lease-namespace", RELEASE_NAMESPACE,
             # Each test its own group: Leases of other tests' replicas are not members.
             "--shard-group", cluster.namespace,
             "--lease-duration", f"{LEASE:g}s", "--lease-renew", f"{RENEW:g}s",
-            "--metrics-port", str(self.metrics_port),
-            name=identity,
+        ]  # fmt: skip
+        super().__init__(
+            cluster, prometheus.url, *sharding, "--metrics-port", str(self.metrics_port),
+            name=name or str(identity),
         )  # fmt: skip
 
     def __enter__(self) -> Replica:
@@ -240,3 +251,58 @@ def test_two_replicas_share_the_monitors_and_take_over_from_a_killed_one(
 def _run_state(cluster: Cluster) -> str | None:
     runs = retraining(cluster, "fraud").get("runs", [])
     return str(runs[0]["outcome"]) if runs else None
+
+
+# What holds even when two processes act on one monitor (two unsharded replicas here; with
+# sharding, a replica stalled past its Lease): guarded status writes and deterministic names.
+
+
+def test_two_replicas_racing_on_one_monitor_create_one_job_per_run(
+    cluster: Cluster, live_prometheus: PrometheusServer
+) -> None:
+    cluster.create_service_account("fraud-trainer")
+    uid = cluster.create_monitor("fraud", retraining_spec())["metadata"]["uid"]
+    job = run_name("fraud", uid, 1)
+    with (
+        Replica(cluster, live_prometheus, None, name="racer-1") as first,
+        Replica(cluster, live_prometheus, None, name="racer-2") as second,
+    ):
+        wait_for("run 1 running", lambda: _run_state(cluster) == "Running", timeout=60)
+        time.sleep(3)  # both keep reconciling the running run
+        assert [j["metadata"]["name"] for j in jobs(cluster, "fraud")] == [job]
+        finish_job(cluster, job, result("v2", 0.95))
+        wait_for("run 1 accepted", lambda: run_outcome(cluster, "fraud", 1) == "Accepted", timeout=60)
+        time.sleep(3)
+        # The race was real: both evaluated the monitor throughout.
+        assert "fraud" in first.evaluated() and "fraud" in second.evaluated()
+    assert [j["metadata"]["name"] for j in jobs(cluster, "fraud")] == [job]
+    status = retraining(cluster, "fraud")
+    assert [run["run"] for run in status["runs"]] == [1] and status["nextRun"] == 2
+    accepted = [e for e in cluster.events("fraud") if e[1] == "CandidateAccepted"]
+    started = [e for e in cluster.events("fraud") if e[1] == "RetrainStarted"]
+    assert len(accepted) <= 1 and len(started) <= 1, (accepted, started)
+
+
+def test_two_replicas_racing_on_one_rollout_take_each_step_once(
+    serving: Cluster, live_prometheus: PrometheusServer, two_versions: LiveModelTraffic
+) -> None:
+    cluster = serving
+    cluster.create_monitor("fraud", rollout_spec(stepInterval="4s", steps=[25, 50, 100]))
+    weights: list[int] = []
+
+    def promoted() -> bool:
+        now = int(rollout(cluster).get("weight") or 0)
+        if now and (not weights or weights[-1] != now):
+            weights.append(now)
+        return not now and last_outcome(cluster) == "Promoted"
+
+    with (
+        Replica(cluster, live_prometheus, None, name="racer-1") as first,
+        Replica(cluster, live_prometheus, None, name="racer-2") as second,
+    ):
+        wait_for("the promotion", promoted, timeout=90)
+        assert "fraud" in first.evaluated() and "fraud" in second.evaluated()
+    assert weights == [25, 50, 100], weights  # no step taken twice, none skipped
+    steps = [e for e in cluster.events("fraud") if e[1] == "RolloutStep"]
+    promotions = [e for e in cluster.events("fraud") if e[1] == "Promoted"]
+    assert len(steps) <= 2 and len(promotions) == 1, (steps, promotions)

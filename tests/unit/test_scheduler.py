@@ -88,3 +88,20 @@ def test_a_new_generation_is_reconciled_at_once_and_a_deletion_released() -> Non
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+def test_only_monitors_this_replica_owns_are_reconciled_or_released() -> None:
+    fake = FakeReconciler()
+    owned = {("ml", "mine")}
+    scheduler = Scheduler(cast(MonitorReconciler, fake), tick_seconds=0.05, owns=owned.__contains__)
+    scheduler.seen(body("mine", 10))
+    scheduler.seen(body("theirs", 11))
+    scheduler.seen(body("theirs-going", 12, deleting=True))
+    asyncio.run(run_for(scheduler, 0.2))
+    assert {name for _, name, _ in fake.reconciled} == {"mine"}
+    assert fake.released == []  # the owner releases a deleted monitor, no one else
+    assert set(scheduler.monitors()) == {("ml", "mine"), ("ml", "theirs"), ("ml", "theirs-going")}
+    # Ownership moves (a peer left): the next tick takes the monitor on.
+    owned.add(("ml", "theirs"))
+    asyncio.run(run_for(scheduler, 0.12))
+    assert "theirs" in {name for _, name, _ in fake.reconciled}
