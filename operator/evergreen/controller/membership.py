@@ -68,7 +68,10 @@ class Membership:
         stopped being this replica's (its metrics go: the new owner exports them)."""
         owned: set[Key] = set()
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # a bug must not stop the renewals (the replica would fence itself)
+                log.exception("membership: a round failed")
             now = self.clock()
             mine = {
                 key for key in list(monitors()) if not self._fenced(now) and self.ownership.owns(key, now)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ def owner(key: Key, members: Iterable[str]) -> str | None:
     return max(members, key=lambda member: (weight(member, key), member), default=None)
 
 
+#: Owners remembered per view; a view outliving many deleted monitors starts over past this.
+_MEMO_LIMIT = 200_000
+
+
 @dataclass(frozen=True)
 class View:
     """The members as seen from ``since`` on; ``members`` is None while unknown (before the
@@ -51,9 +55,18 @@ class View:
 
     members: frozenset[str] | None
     since: float
+    # The scheduler asks about every monitor each tick: hash each one once per view.
+    _owners: dict[Key, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def owner(self, key: Key) -> str | None:
-        return None if self.members is None else owner(key, self.members)
+        if self.members is None:
+            return None
+        if key in self._owners:
+            return self._owners[key]
+        if len(self._owners) >= _MEMO_LIMIT:
+            self._owners.clear()
+        chosen = self._owners[key] = owner(key, self.members)
+        return chosen
 
 
 class Ownership:
