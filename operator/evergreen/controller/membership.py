@@ -140,18 +140,27 @@ class Membership:
 
     async def _delete(self, lease: LeaseRecord) -> None:
         try:
-            await self.leases.delete(lease)
+            if await self.leases.delete(lease):
+                log.info("membership: deleted the expired Lease of %s", lease.holder)
         except ClusterError as error:
             log.warning("membership: %s", error)
-        else:
-            log.info("membership: deleted the expired Lease of %s", lease.holder)
 
     async def leave(self) -> None:
         """Delete this replica's Lease (its reconciles have ended): peers take over at once."""
         self.ownership.fence(self.clock())
-        if self._own is not None:
-            try:
-                await self.leases.delete(self._own)
-            except ClusterError as error:
-                log.warning("membership: %s", error)
-            self._own = None
+        self._renewed_at = None
+        own = self._own
+        try:
+            for _ in range(_LEAVE_ATTEMPTS):
+                if own is None or await self.leases.delete(own):
+                    break
+                # A renewal cut short by the stop may still have landed: delete what is there.
+                await asyncio.sleep(0.2)
+                own = next((lease for lease in await self.leases.list() if lease.name == self.identity), None)
+        except ClusterError as error:
+            log.warning("membership: %s (peers take over once the Lease expires)", error)
+        self._own = None
+
+
+#: Tries to delete this replica's Lease on a clean stop (each after reading it again).
+_LEAVE_ATTEMPTS = 3

@@ -122,8 +122,9 @@ class LeaseApi:
             raise ClusterError(f"renewing Lease {self.namespace}/{lease.name}: {_describe(error)}") from error
         return _record(renewed)
 
-    async def delete(self, lease: LeaseRecord) -> None:
-        """Delete the Lease as last seen (not one renewed since); gone already is fine."""
+    async def delete(self, lease: LeaseRecord) -> bool:
+        """Delete the Lease as last seen (not one renewed since): whether it is gone now (False:
+        it changed since, and is kept)."""
         try:
             await self.kube._call(
                 self._api.delete_namespaced_lease,
@@ -134,6 +135,9 @@ class LeaseApi:
                 ),
             )
         except ApiException as error:
-            if error.status in (404, 409):
-                return
+            if error.status == 404:
+                return True
+            if error.status == 409:
+                return False
             raise ClusterError(f"deleting Lease {self.namespace}/{lease.name}: {_describe(error)}") from error
+        return True
