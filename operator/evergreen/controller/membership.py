@@ -135,6 +135,13 @@ class Membership:
             if self._fenced(sent):
                 # Back after a lapse: peers may have taken this replica's monitors meanwhile, so
                 # it starts over like a newcomer (the next view waits the grace period).
+                if self._renewed_at is not None:
+                    log.warning(
+                        "membership: Lease %s renewed %.1f s after the previous renewal: starting"
+                        " over like a new replica",
+                        self.identity,
+                        sent - self._renewed_at,
+                    )
                 self.ownership.fence(sent)
             self._renewed_at = sent
 
