@@ -51,6 +51,7 @@ from evergreen.signals.reference import parse_reference
 from evergreen.signals.samples import Sample
 
 if TYPE_CHECKING:
+    from evergreen.controller.settings import ShardSettings
     from evergreen.kube.client import KubeApi
 
 DEMO_RECORDING = "showcase.recording.json.gz"
@@ -620,6 +621,38 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where a pod finds its own namespace (mounted with its ServiceAccount token).
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _shard_settings(args: argparse.Namespace) -> ShardSettings | None:
+    """How this replica shares the monitors, or None when it reconciles all of them."""
+    from evergreen.controller.settings import ShardSettings
+
+    if not args.replica_id:
+        return None
+    namespace = args.lease_namespace
+    if not namespace and POD_NAMESPACE_FILE.is_file():
+        namespace = POD_NAMESPACE_FILE.read_text().strip()
+    if not namespace:
+        raise InputError(
+            "--lease-namespace", "name the namespace of the replicas' Leases (needed with --replica-id)"
+        )
+    if args.lease_renew * 2 > args.lease_duration:
+        raise InputError(
+            "--lease-renew",
+            f"renewing every {args.lease_renew:g}s needs a --lease-duration of at least twice that "
+            f"(it is {args.lease_duration:g}s): a replica must survive one failed renewal",
+        )
+    return ShardSettings(
+        replica=args.replica_id,
+        namespace=namespace,
+        group=args.shard_group,
+        lease_seconds=args.lease_duration,
+        renew_seconds=args.lease_renew,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from evergreen.controller.runner import run_operator
     from evergreen.controller.settings import OperatorSettings
@@ -653,6 +686,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_service_account=args.require_service_account,
         health_port=args.health_port or None,
         bind_address=args.bind_address,
+        sharding=_shard_settings(args),
     )
     if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
         raise InputError("--kubeconfig", f"{args.kubeconfig}: no such file")
@@ -864,6 +898,49 @@ def parser(prog: str = "evergreen") -> argparse.ArgumentParser:
         action="store_true",
         default=(_env("REQUIRE_SERVICE_ACCOUNT") or "").lower() in ("1", "true", "yes"),
         help="refuse retraining for monitors without spec.serviceAccountName",
+    )
+    sharding = run.add_argument_group(
+        "sharing the monitors between replicas",
+        "each replica renews a Lease; each monitor is reconciled by one live replica (docs/scaling.md)",
+    )
+    sharding.add_argument(
+        "--replica-id",
+        type=arg.object_name,
+        default=_env("REPLICA_ID"),
+        metavar="NAME",
+        help="this replica's identity, unique in its group (the pod name); without it this "
+        "replica reconciles every monitor (env EVERGREEN_REPLICA_ID)",
+    )
+    sharding.add_argument(
+        "--lease-namespace",
+        type=arg.namespace,
+        default=_env("LEASE_NAMESPACE"),
+        metavar="NAMESPACE",
+        help="namespace of the replicas' Leases (default in a pod: its own; env EVERGREEN_LEASE_NAMESPACE)",
+    )
+    sharding.add_argument(
+        "--shard-group",
+        type=arg.label_value,
+        default=_env("SHARD_GROUP", "evergreen"),
+        metavar="NAME",
+        help="the replicas of one installation share this name "
+        "(default: evergreen; env EVERGREEN_SHARD_GROUP)",
+    )
+    sharding.add_argument(
+        "--lease-duration",
+        type=arg.timeout,
+        default=_env("LEASE_DURATION", "15s"),
+        metavar="DURATION",
+        help="a replica whose Lease is not renewed for this long is gone and its monitors move "
+        "(default: 15s; env EVERGREEN_LEASE_DURATION)",
+    )
+    sharding.add_argument(
+        "--lease-renew",
+        type=arg.timeout,
+        default=_env("LEASE_RENEW", "5s"),
+        metavar="DURATION",
+        help="how often a replica renews its Lease and lists the others, at most half the "
+        "duration (default: 5s; env EVERGREEN_LEASE_RENEW)",
     )
     run.set_defaults(handler=cmd_run)
 

@@ -120,6 +120,12 @@ object_name = _pattern(
 namespace = _pattern(
     "a namespace name (lowercase letters, digits and '-'), e.g. ml", r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", 63
 )
+label_value = _pattern(
+    "a label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter "
+    "or digit), e.g. evergreen",
+    r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+    63,
+)
 version = _pattern("a version (letters, digits, '.', '_' and '-'), e.g. v13", VERSION_PATTERN, 63)
 
 

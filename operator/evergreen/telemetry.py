@@ -159,6 +159,16 @@ class Telemetry:
             ["namespace", "monitor", "result"],
             registry=r,
         )
+        self.shard_members = Gauge(
+            "evergreen_shard_members",
+            "Live replicas sharing the monitors, as this replica sees them (0 while it holds no Lease).",
+            registry=r,
+        )
+        self.shard_monitors_owned = Gauge(
+            "evergreen_shard_monitors_owned",
+            "ModelMonitors this replica reconciles, when replicas share them (0 otherwise).",
+            registry=r,
+        )
         self.events = Counter(
             "evergreen_events",
             "Kubernetes Events posted, by reason.",

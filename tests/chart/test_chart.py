@@ -53,6 +53,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "observability": ALL_FEATURES,
     "existing-service-account": {"serviceAccount": {"create": False, "name": "ml-operator"}},
+    "replicas": {"replicaCount": 3, "sharding": {"leaseSeconds": 20, "renewSeconds": 4}},
     "prometheus-credentials": {
         "prometheus": {
             **PROMETHEUS,
@@ -97,7 +98,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 #: apiVersion groups whose objects kubernetes-validate knows (the rest are CRD-defined).
-BUILT_IN_GROUPS = {"", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io"}
+BUILT_IN_GROUPS = {"", "apps", "policy", "rbac.authorization.k8s.io", "apiextensions.k8s.io"}
 
 Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 
@@ -118,6 +119,11 @@ NAMESPACED_RULES: set[Rule] = {
 }
 CRD_RULES: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 NAMESPACE_RULES: set[Rule] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+#: The replicas' Leases, in the release namespace only.
+LEASE_RULES: set[Rule] = {
+    ("coordination.k8s.io", "leases", v) for v in ("list", "create", "update", "delete")
+}
+LEASE_ROLE = f"{FULLNAME}-leases"
 
 
 #: Values the schema must refuse, and the path helm's error must mention.
@@ -136,6 +142,9 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"securityContext": {"runAsUser": 0}}, "/securityContext/runAsUser"),
     ({"resources": {"limits": {"memory": "lots"}}}, "/resources/limits/memory"),
     ({"operator": {"tickSeconds": 0}}, "/operator/tickSeconds"),
+    ({"sharding": {"leaseSeconds": 1}}, "/sharding/leaseSeconds"),
+    ({"sharding": {"renewSeconds": 0}}, "/sharding/renewSeconds"),
+    ({"podDisruptionBudget": {"maxUnavailable": 0}}, "/podDisruptionBudget/maxUnavailable"),
     (
         {"prometheusRule": {"alerts": {"drifting": {"for": "soon"}}}},
         "/prometheusRule/alerts/drifting/for",
@@ -178,8 +187,16 @@ def _container(manifests: list[Manifest]) -> dict[str, Any]:
     return result
 
 
-def _env(manifests: list[Manifest]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _container(manifests)["env"] if "value" in e}
+def _env(manifests: list[Manifest], pod: str = "evergreen-7d9f-x2x4p") -> dict[str, str]:
+    """The container's environment, with what the downward API gives a pod of that name."""
+    fields = {"metadata.name": pod, "metadata.namespace": NAMESPACE}
+    env = {}
+    for entry in _container(manifests)["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") in fields:
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
 
 
 def _parse_run_arguments(monkeypatch: pytest.MonkeyPatch, manifests: list[Manifest]) -> argparse.Namespace:
@@ -277,16 +294,19 @@ def test_lint_fails_on_values_the_schema_refuses(chart: Chart) -> None:
 
 
 _CORE_KINDS = ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service"]
+_ROLE_KINDS = ["Role", "RoleBinding"]  # the namespaced rules, in one watched namespace
+_LEASE_KINDS = ["Role", "RoleBinding"]  # the replicas' Leases, in the release namespace
 _OBSERVABILITY_KINDS = ["ConfigMap", "PrometheusRule", "ServiceMonitor"]
 
 #: The kinds each scenario renders (CRDs included).
 EXPECTED_KINDS: dict[str, list[str]] = {
-    "defaults": [*_CORE_KINDS, "ServiceAccount"],
-    "namespaced": [*_CORE_KINDS, "ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding"],
-    "observability": [*_CORE_KINDS, "ServiceAccount", *_OBSERVABILITY_KINDS],
-    "existing-service-account": _CORE_KINDS,
-    "prometheus-credentials": [*_CORE_KINDS, "ServiceAccount"],
-    "everything": [*_CORE_KINDS, "ServiceAccount", *_OBSERVABILITY_KINDS, "Role", "RoleBinding"],
+    "defaults": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount"],
+    "namespaced": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount", *_ROLE_KINDS, *_ROLE_KINDS],
+    "observability": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount", *_OBSERVABILITY_KINDS],
+    "existing-service-account": [*_CORE_KINDS, *_LEASE_KINDS],
+    "replicas": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount", "PodDisruptionBudget"],
+    "prometheus-credentials": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount"],
+    "everything": [*_CORE_KINDS, *_LEASE_KINDS, "ServiceAccount", *_OBSERVABILITY_KINDS, *_ROLE_KINDS],
 }
 
 
@@ -344,6 +364,10 @@ def test_the_schema_refuses_bad_values(chart: Chart, values: dict[str, Any], men
         ({"serviceAccount": {"create": False}}, "serviceAccount.name must name an existing ServiceAccount"),
         ({"prometheus": {"bearerTokenSecret": {"name": "token"}}}, "set prometheus.url too"),
         ({"prometheus": {"url": "http://p:9090", "caConfigMap": {"name": "ca"}}}, "use https://"),
+        (
+            {"sharding": {"leaseSeconds": 10, "renewSeconds": 6}},
+            "sharding.renewSeconds must be at most half of sharding.leaseSeconds",
+        ),
     ],
 )
 def test_inconsistent_values_fail_with_a_clear_message(
@@ -387,11 +411,17 @@ def test_the_platform_may_choose_the_user(chart: Chart) -> None:
     assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def test_one_replica_replaced_not_rolled(chart: Chart) -> None:
+def test_one_replica_rolled_with_a_surge(chart: Chart) -> None:
+    # Old and new pods share the monitors through Leases while both run: an upgrade never
+    # leaves the monitors without an operator.
     manifests = chart.render()
     deployment = one(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert not of_kind(manifests, "PodDisruptionBudget")  # one replica: a PDB would block drains
     container = _container(manifests)
     assert container["image"] == "evergreen:0.1.0"  # the chart's appVersion
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8000, "health": 8080}
@@ -438,6 +468,29 @@ def test_defaults_start_the_operator_cluster_wide(chart: Chart, monkeypatch: pyt
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
 
 
+def test_each_replica_shares_the_monitors_under_its_pod_name(
+    chart: Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = chart.render(SCENARIOS["replicas"])
+    assert one(manifests, "Deployment")["spec"]["replicas"] == 3
+    args = _parse_run_arguments(monkeypatch, manifests)
+    settings = cli._shard_settings(args)
+    assert settings is not None
+    pod = ("evergreen-7d9f-x2x4p", NAMESPACE, FULLNAME)
+    assert (settings.replica, settings.namespace, settings.group) == pod
+    assert (settings.lease_seconds, settings.renew_seconds) == (20.0, 4.0)
+    budget = one(manifests, "PodDisruptionBudget")
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": one(manifests, "Deployment")["spec"]["selector"],
+    }
+    # The defaults shard too (one member), with the documented timings.
+    defaults = cli._shard_settings(_parse_run_arguments(monkeypatch, chart.render()))
+    assert defaults is not None and (defaults.lease_seconds, defaults.renew_seconds) == (15.0, 5.0)
+    no_budget = merged(SCENARIOS["replicas"], {"podDisruptionBudget": {"enabled": False}})
+    assert not of_kind(chart.render(no_budget), "PodDisruptionBudget")
+
+
 def test_namespaced_mode_passes_the_namespaces(chart: Chart, monkeypatch: pytest.MonkeyPatch) -> None:
     manifests = chart.render(SCENARIOS["namespaced"])
     assert _env(manifests)["EVERGREEN_NAMESPACES"] == "team-a,team-b"
@@ -471,7 +524,11 @@ def test_the_default_prometheus_reaches_the_operator(chart: Chart, monkeypatch: 
 def test_the_bearer_token_is_a_mounted_file_never_an_environment_variable(chart: Chart) -> None:
     manifests = chart.render(SCENARIOS["prometheus-credentials"])
     container = _container(manifests)
-    assert not [e for e in container["env"] if "valueFrom" in e]
+    # Only the pod's own name and namespace come from elsewhere (the downward API).
+    assert [e["valueFrom"] for e in container["env"] if "valueFrom" in e] == [
+        {"fieldRef": {"fieldPath": "metadata.name"}},
+        {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    ]
     assert "envFrom" not in container
     volumes = {v["name"]: v for v in one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["prometheus-token"]["secret"] == {
@@ -510,7 +567,19 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(chart: Chart) -> No
         "name": FULLNAME,
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    assert not of_kind(manifests, "Role") and not of_kind(manifests, "RoleBinding")
+    _assert_lease_role_only_in_the_release_namespace(manifests)
+
+
+def _assert_lease_role_only_in_the_release_namespace(manifests: list[Manifest]) -> None:
+    leases = [r for r in of_kind(manifests, "Role") if r["metadata"]["name"] == LEASE_ROLE]
+    assert len(leases) == 1 and leases[0]["metadata"]["namespace"] == NAMESPACE
+    assert _rules(leases[0]) == LEASE_RULES
+    (binding,) = [b for b in of_kind(manifests, "RoleBinding") if b["metadata"]["name"] == LEASE_ROLE]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEASE_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    others = [r for r in of_kind(manifests, "Role") if r["metadata"]["name"] != LEASE_ROLE]
+    assert not [rule for role in others for rule in _rules(role) if rule[1] == "leases"]
 
 
 def test_secrets_can_only_be_read_by_name(chart: Chart) -> None:
@@ -525,11 +594,12 @@ def test_secrets_can_only_be_read_by_name(chart: Chart) -> None:
 
 def test_namespaced_rbac_grants_namespaced_access_only_in_the_listed_namespaces(chart: Chart) -> None:
     manifests = chart.render(SCENARIOS["namespaced"])
-    roles = of_kind(manifests, "Role")
+    _assert_lease_role_only_in_the_release_namespace(manifests)
+    roles = [r for r in of_kind(manifests, "Role") if r["metadata"]["name"] != LEASE_ROLE]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert _rules(role) == NAMESPACED_RULES
-    bindings = of_kind(manifests, "RoleBinding")
+    bindings = [b for b in of_kind(manifests, "RoleBinding") if b["metadata"]["name"] != LEASE_ROLE]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["roleRef"] == {

@@ -70,12 +70,16 @@ class Plane:
 CHECKED_BY_ADMISSION = {("evergreen.dev", "modelmonitors/finalizers", "update")}
 
 
-def granted_rules(api: kubernetes.client.ApiClient, role: str) -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) of every rule of a ClusterRole."""
-    cluster_role = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role(role)
+def granted_rules(api: kubernetes.client.ApiClient, release: Release) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule of the chart's ClusterRole and of its Role in
+    the release namespace (the replicas' Leases)."""
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    rules = list(rbac.read_cluster_role(release.name).rules or [])
+    for role in rbac.list_namespaced_role(release.namespace).items:
+        rules += role.rules or []
     return {
         (group, resource, verb)
-        for rule in cluster_role.rules or []
+        for rule in rules
         for group in rule.api_groups or []
         for resource in rule.resources or []
         for verb in rule.verbs
@@ -136,7 +140,7 @@ def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             used, refused = used_rules(control_plane, user)
             assert not refused, f"the operator was refused requests under the chart's RBAC: {refused}"
             if _whole_suite(request.session):
-                unused = granted_rules(api, release.name) - used - CHECKED_BY_ADMISSION
+                unused = granted_rules(api, release) - used - CHECKED_BY_ADMISSION
                 assert not unused, f"the chart grants what no code path used: {sorted(unused)}"
 
 
@@ -277,10 +281,10 @@ class OperatorSubprocess:
     """``evergreen run`` as its own process with the chart's token, as in a pod: it can be
     killed with SIGKILL (no cleanup, no last write) and started again."""
 
-    def __init__(self, cluster: Cluster, prometheus_url: str, *extra: str) -> None:
+    def __init__(self, cluster: Cluster, prometheus_url: str, *extra: str, name: str = "operator") -> None:
         token = str(cluster.operator_configuration.api_key["authorization"]).split()[1]
-        self.kubeconfig = cluster.plane.kubeconfig(cluster.workdir / "operator.kubeconfig", token=token)
-        self.log = cluster.workdir / "operator.log"
+        self.kubeconfig = cluster.plane.kubeconfig(cluster.workdir / f"{name}.kubeconfig", token=token)
+        self.log = cluster.workdir / f"{name}.log"
         self.argv = [
             sys.executable, "-m", "evergreen.cli", "run",
             "--kubeconfig", str(self.kubeconfig),

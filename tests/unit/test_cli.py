@@ -57,3 +57,35 @@ def test_invalid_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
 
 def test_field_reference_is_current() -> None:
     assert main(["reference", "--check", str(ROOT / "docs" / "modelmonitor.md")]) == 0, "run `make crds`"
+
+
+def test_run_documents_the_sharding_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--replica-id", "--lease-namespace", "--shard-group", "--lease-duration", "--lease-renew"):
+        assert flag in text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "mentions"),
+    [
+        (["--replica-id", "evergreen-0", "--lease-namespace", "ops", "--lease-renew", "8s"], "--lease-renew"),
+        (["--replica-id", "Evergreen_0"], "--replica-id"),
+        (["--replica-id", "evergreen-0", "--shard-group", "-bad-"], "--shard-group"),
+    ],
+)
+def test_bad_sharding_flags_name_the_flag(
+    arguments: list[str], mentions: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("evergreen.cli.POD_NAMESPACE_FILE", Path("/nonexistent"))
+    assert main(["run", *arguments, "--kubeconfig", "/nonexistent"]) == 2
+    assert mentions in capsys.readouterr().err
+
+
+def test_sharding_needs_the_lease_namespace_outside_a_pod(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("evergreen.cli.POD_NAMESPACE_FILE", Path("/nonexistent"))
+    monkeypatch.delenv("EVERGREEN_LEASE_NAMESPACE", raising=False)
+    assert main(["run", "--replica-id", "evergreen-0", "--kubeconfig", "/nonexistent"]) == 2
+    assert "--lease-namespace" in capsys.readouterr().err

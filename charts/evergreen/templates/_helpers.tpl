@@ -100,6 +100,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.prometheus.caConfigMap.name (hasPrefix "http://" .Values.prometheus.url) }}
 {{- fail "prometheus.caConfigMap is set but prometheus.url is plain http://: use https://" }}
 {{- end }}
+{{- if gt (mulf 2 .Values.sharding.renewSeconds) (float64 .Values.sharding.leaseSeconds) }}
+{{- fail "sharding.renewSeconds must be at most half of sharding.leaseSeconds: a replica must survive one failed renewal" }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -7,6 +7,7 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - evergreen.rules.clusterScoped: what kopf reads cluster-wide in every mode.
 - evergreen.rules.namespaceDiscovery: only with watchNamespaces (kopf then lists and watches
   namespaces to start and stop its per-namespace watches; cluster-wide it does not).
+- evergreen.rules.leases: the replicas' Leases, in the release namespace only (a Role).
 */}}
 
 {{- define "evergreen.rules.namespaced" -}}
@@ -90,4 +91,12 @@ wildcards. A feature that needs more access adds one rule to the right list:
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end }}
+
+{{- define "evergreen.rules.leases" -}}
+# Replicas share the monitors through one Lease each (docs/scaling.md): list the group's,
+# create and renew (update) its own, delete its own on a clean stop and those that expired.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["list", "create", "update", "delete"]
 {{- end }}

@@ -17,6 +17,7 @@ import kopf
 from kubernetes import client as k8s
 
 from evergreen.api.resource import GROUP, PLURAL, VERSION
+from evergreen.controller.membership import Membership
 from evergreen.controller.reconciler import MonitorReconciler
 from evergreen.controller.scheduler import Scheduler
 from evergreen.controller.settings import OperatorSettings
@@ -74,9 +75,12 @@ def register(
     reconciler: MonitorReconciler,
     settings: OperatorSettings,
     configuration: k8s.Configuration,
+    membership: Membership | None = None,
 ) -> None:
-    """Register every handler of the operator on ``registry``."""
-    scheduler = Scheduler(reconciler, tick_seconds=settings.tick_seconds)
+    """Register every handler of the operator on ``registry``; with ``membership``, only the
+    monitors this replica owns are reconciled."""
+    owns = membership.owns if membership is not None else None
+    scheduler = Scheduler(reconciler, tick_seconds=settings.tick_seconds, owns=owns)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -95,15 +99,25 @@ def register(
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
+        if membership is not None:
+            # The first round (Lease created, members listed) before the first tick.
+            await membership.step()
+            memo["membership_task"] = asyncio.create_task(
+                membership.run(scheduler.monitors, reconciler.forget_metrics), name="evergreen-membership"
+            )
         memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="evergreen-scheduler")
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("scheduler_task")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The scheduler first: the Lease goes only once this replica's reconciles have ended.
+        for name in ("scheduler_task", "membership_task"):
+            task = memo.get(name)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if membership is not None:
+            await membership.leave()
 
     @kopf.on.probe(id="reconciling", registry=registry)
     def reconciling(**_: Any) -> dict[str, float]:

@@ -360,6 +360,11 @@ class MonitorReconciler:
         status = parse_status(body.get("status"))
         return status, status.last_attempt_time
 
+    def forget_metrics(self, key: tuple[str, str]) -> None:
+        """Another replica reconciles the monitor now: it exports the monitor's metrics."""
+        self._unwritten.pop(key, None)
+        self.telemetry.forget(*key)
+
     async def reconcile(
         self, namespace: str, name: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:

@@ -10,10 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 from kubernetes import client as k8s
 
+from evergreen import __version__
 from evergreen.controller.handlers import kopf_settings, register
+from evergreen.controller.membership import Membership
 from evergreen.controller.reconciler import MonitorReconciler
 from evergreen.controller.settings import OperatorSettings
 from evergreen.kube.client import KubeApi
+from evergreen.kube.leases import LeaseApi
 from evergreen.telemetry import Telemetry
 
 Flag = asyncio.Event | threading.Event
@@ -42,10 +45,16 @@ async def run_operator(
         ThreadPoolExecutor(threads, thread_name_prefix="evergreen-io")
     )
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, threads)
-    kube = KubeApi(configuration, component=settings.component)
+    shard = settings.sharding
+    # The replica in every request's user agent: the API server's audit log says who wrote.
+    agent = f"evergreen/{__version__}" + (f" ({shard.replica})" if shard else "")
+    kube = KubeApi(configuration, component=settings.component, user_agent=agent)
     reconciler = MonitorReconciler(kube, settings, telemetry)
+    membership = None
+    if shard is not None:
+        membership = Membership(LeaseApi(kube, shard.namespace, shard.group), shard, telemetry)
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, settings, configuration)
+    register(registry, reconciler, settings, configuration, membership)
     liveness = (
         f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     )

@@ -14,6 +14,29 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class ShardSettings:
+    """How replicas share the monitors (docs/scaling.md): each renews a Lease named
+    ``replica`` in ``namespace``; the Leases labelled with ``group`` are the members."""
+
+    #: This replica's identity (its pod name): the name and holder of its Lease.
+    replica: str
+    #: Namespace of the member Leases (the operator's own).
+    namespace: str
+    #: Replicas sharing the monitors of one installation share this (the release's name).
+    group: str = "evergreen"
+    #: A Lease not renewed for this long is expired and its replica's monitors move on.
+    lease_seconds: float = 15.0
+    #: How often the Lease is renewed and the members listed.
+    renew_seconds: float = 5.0
+
+    @property
+    def fence_seconds(self) -> float:
+        """A replica that could not renew for this long stops acting: before any peer can see
+        its Lease expire (peers count from when they saw the last renewal, after it was sent)."""
+        return self.lease_seconds - self.renew_seconds
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     """How the operator runs; per-model behaviour lives in each ModelMonitor."""
 
@@ -43,6 +66,8 @@ class OperatorSettings:
     bind_address: str = "0.0.0.0"
     #: Refuse retraining for monitors that do not name a service account for their workloads.
     require_service_account: bool = False
+    #: Sharing the monitors with other replicas through Leases (None: this replica acts on all).
+    sharding: ShardSettings | None = None
     #: Name Events are reported under.
     component: str = "evergreen"
     clock: Callable[[], datetime] = field(default=utc_now)

@@ -81,10 +81,15 @@ class Conflict(ClusterError):
 class KubeApi:
     """The Kubernetes operations Evergreen performs."""
 
-    def __init__(self, configuration: k8s.Configuration, *, component: str = "evergreen") -> None:
+    def __init__(
+        self, configuration: k8s.Configuration, *, component: str = "evergreen", user_agent: str | None = None
+    ) -> None:
         self._api = k8s.ApiClient(configuration)
+        if user_agent is not None:  # e.g. which replica wrote, in the API server's audit log
+            self._api.user_agent = user_agent
         self.custom = k8s.CustomObjectsApi(self._api)
         self.core = k8s.CoreV1Api(self._api)
+        self.coordination = k8s.CoordinationV1Api(self._api)
         self.component = component
 
     def close(self) -> None:
