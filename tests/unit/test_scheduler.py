@@ -172,7 +172,12 @@ def test_only_owned_monitors_are_reconciled_and_the_others_asked_again() -> None
     async def scenario() -> None:
         fake = FakeReconciler({"mine": 0.05, "theirs": 0.05})
         owned = {("ml", "mine")}
-        scheduler = Scheduler(cast(MonitorReconciler, fake), tick_seconds=0.05, owns=lambda key: key in owned)
+        scheduler = Scheduler(
+            cast(MonitorReconciler, fake),
+            tick_seconds=0.05,
+            owns=lambda key: key in owned,
+            recheck_seconds=0.05,
+        )
         scheduler.seen(body("mine", 10))
         scheduler.seen(body("theirs", 11))
         assert set(scheduler.monitors()) == {("ml", "mine"), ("ml", "theirs")}
@@ -180,6 +185,30 @@ def test_only_owned_monitors_are_reconciled_and_the_others_asked_again() -> None
         await asyncio.sleep(0.2)
         assert "theirs" not in names(fake) and "mine" in names(fake)
         owned.add(("ml", "theirs"))  # the other replica left
+        await asyncio.sleep(0.2)
+        assert "theirs" in names(fake)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_an_adopted_monitor_is_stepped_without_waiting_for_the_recheck() -> None:
+    async def scenario() -> None:
+        fake = FakeReconciler({"theirs": 0.05})
+        owned: set[tuple[str, str]] = set()
+        scheduler = Scheduler(
+            cast(MonitorReconciler, fake),
+            tick_seconds=0.05,
+            owns=lambda key: key in owned,
+            recheck_seconds=3600,
+        )
+        scheduler.seen(body("theirs", 11))
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.2)
+        assert "theirs" not in names(fake)  # asked once, then left for an hour
+        owned.add(("ml", "theirs"))  # the membership loop sees it became this replica's
+        scheduler.adopt(("ml", "theirs"))
         await asyncio.sleep(0.2)
         assert "theirs" in names(fake)
         task.cancel()

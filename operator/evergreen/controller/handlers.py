@@ -103,7 +103,8 @@ def register(
             # The first round (Lease created, members listed) before the first tick.
             await membership.step()
             memo["membership_task"] = asyncio.create_task(
-                membership.run(scheduler.monitors, reconciler.forget_metrics), name="evergreen-membership"
+                membership.run(scheduler.monitors, reconciler.forget_metrics, scheduler.adopt),
+                name="evergreen-membership",
             )
         memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="evergreen-scheduler")
 

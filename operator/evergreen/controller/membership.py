@@ -62,10 +62,16 @@ class Membership:
 
     # The loop --------------------------------------------------------------------------------
 
-    async def run(self, monitors: Callable[[], Collection[Key]], release: Callable[[Key], None]) -> None:
+    async def run(
+        self,
+        monitors: Callable[[], Collection[Key]],
+        release: Callable[[Key], None],
+        adopt: Callable[[Key], None] = lambda key: None,
+    ) -> None:
         """Renew and observe every ``renew_seconds`` until cancelled. ``monitors`` are all
         known monitors (to count those owned); ``release`` is called with each one that
-        stopped being this replica's (its metrics go: the new owner exports them)."""
+        stopped being this replica's (its metrics go: the new owner exports them), ``adopt``
+        with each one that became this replica's (so it is stepped now, not when next asked)."""
         owned: set[Key] = set()
         while True:
             try:
@@ -78,6 +84,8 @@ class Membership:
             }
             for key in owned - mine:
                 release(key)
+            for key in mine - owned:
+                adopt(key)
             owned = mine
             self.telemetry.shard_monitors_owned.set(len(owned))
             await asyncio.sleep(self.settings.renew_seconds)

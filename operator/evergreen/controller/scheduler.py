@@ -130,10 +130,15 @@ class Scheduler:
         tick_seconds: float,
         concurrency: int = 32,
         owns: Callable[[Key], bool] | None = None,
+        recheck_seconds: float = 30.0,
     ) -> None:
         self.reconciler = reconciler
         self.tick_seconds = tick_seconds
         self.owns = owns or (lambda key: True)
+        # Another replica's monitor is asked again this often (its status, possibly kept
+        # unwritten by its owner, says nothing about when it is due); a takeover does not
+        # wait for it: the membership loop calls ``adopt`` as soon as it sees one.
+        self.recheck_seconds = max(recheck_seconds, tick_seconds)
         self._bodies: dict[Key, Cached] = {}
         self._queue = DueQueue()
         self._running: dict[Key, asyncio.Task[None]] = {}
@@ -168,6 +173,13 @@ class Scheduler:
         """Every known monitor, owned or not."""
         return self._bodies.keys()
 
+    def adopt(self, key: Key) -> None:
+        """The monitor became this replica's: step it when it is due, without waiting for the
+        next recheck of monitors that were another's."""
+        if key in self._bodies and key not in self._running:
+            self._queue.discard(key)
+            self._plan(key)
+
     # The loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -185,7 +197,7 @@ class Scheduler:
                     elif key in self._bodies and self.owns(key):
                         self._running[key] = asyncio.create_task(self._reconcile(key))
                     elif key in self._bodies:
-                        self._plan(key, after_step=True)  # another replica's, for now
+                        self._schedule(key, self.recheck_seconds)  # another replica's, for now
         finally:
             for task in self._running.values():
                 task.cancel()
