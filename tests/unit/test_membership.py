@@ -156,3 +156,22 @@ def test_a_clean_stop_deletes_the_lease_even_after_a_renewal_it_did_not_see() ->
     store.leases["a"] = LeaseRecord("a", "a", "999", record.duration_seconds)
     asyncio.run(a.leave())
     assert store.leases == {}
+
+
+def test_the_run_loop_adopts_monitors_that_become_this_replicas_and_releases_the_others() -> None:
+    store = LeaseStore()
+    settings = ShardSettings(replica="a", namespace="evergreen", lease_seconds=0.3, renew_seconds=0.05)
+    a = Membership(store, settings, Telemetry())
+    adopted: list[tuple[str, str]] = []
+    released: list[tuple[str, str]] = []
+
+    async def run() -> None:
+        await a.step()
+        task = asyncio.create_task(a.run(lambda: KEYS, released.append, adopted.append))
+        await asyncio.sleep(0.6)  # past the grace period of a starting replica
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run())
+    assert sorted(adopted) == sorted(KEYS)  # alone, it adopts every monitor once
+    assert released == []
