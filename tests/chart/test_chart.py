@@ -499,12 +499,19 @@ def test_namespaced_mode_passes_the_namespaces(chart: Chart, monkeypatch: pytest
 
 def test_operator_settings_reach_the_operator(chart: Chart, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
-        "operator": {"tickSeconds": 2.5, "retrySeconds": 60, "topSeries": 3, "maxConcurrentQueries": 4},
+        "operator": {
+            "tickSeconds": 2.5,
+            "retrySeconds": 60,
+            "statusRefreshSeconds": 120,
+            "topSeries": 3,
+            "maxConcurrentQueries": 4,
+        },
         "ports": {"metrics": 9100, "health": 9101},
     }
     manifests = chart.render(values)
     args = _parse_run_arguments(monkeypatch, manifests)
     assert (args.tick, args.retry, args.top, args.max_concurrent_queries) == (2.5, 60.0, 3, 4)
+    assert args.status_refresh == 120.0
     assert (args.metrics_port, args.health_port) == (9100, 9101)
     ports = {p["name"]: p["containerPort"] for p in _container(manifests)["ports"]}
     assert ports == {"metrics": 9100, "health": 9101}
