@@ -244,13 +244,17 @@ def test_two_replicas_share_the_monitors_and_take_over_from_a_killed_one(
     assert member_leases(cluster) == set()
 
     # Over the whole test, each monitor's status was written by one replica at a time, handed
-    # over once at the kill and once at the return, never back and forth.
+    # over at the kill and at the return, never back and forth. A replica writes a status only
+    # when more than its timestamps changed (docs/operations.md), so a healthy monitor's new
+    # owner may not have written yet: the turns are a prefix of the hand-overs (that each owner
+    # evaluated is checked above, from its own metrics).
     writes = [write for write in status_writes(cluster) if write[0] < ended]
     for monitor in monitors:
         expected = (
             [doomed_name, survivor_name, doomed_name] if monitor in doomed_monitors else [survivor_name]
         )
-        assert writers_in_turn(writes, monitor) == expected, (monitor, writers_in_turn(writes, monitor))
+        turns = writers_in_turn(writes, monitor)
+        assert turns and turns == expected[: len(turns)], (monitor, turns)
 
 
 def _run_state(cluster: Cluster) -> str | None:
