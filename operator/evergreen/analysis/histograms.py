@@ -17,7 +17,13 @@ from operator import itemgetter
 import numpy as np
 
 from evergreen.analysis.columns import LabelColumns
-from evergreen.analysis.parsing import Sample, parse_bucket_columns, parse_buckets, samples_from_vector
+from evergreen.analysis.parsing import (
+    ParsedBuckets,
+    Sample,
+    parse_bucket_columns,
+    parse_buckets,
+    samples_from_vector,
+)
 from evergreen.analysis.series import BoolArray, FloatArray, IntArray, SeriesKey, series_keys
 from evergreen.errors import AnalysisError
 
@@ -96,13 +102,7 @@ class HistogramSet:
         label roles contradict each other (``le`` as a segment, the feature as a segment).
         """
         parsed = parse_buckets(samples, feature_label, segment_labels, default_feature)
-        return cls(
-            keys=parsed.keys,
-            upper_bounds=parsed.upper_bounds,
-            cumulative=parsed.cumulative,
-            samples_without_bound=parsed.samples_without_bound,
-            samples_without_feature=parsed.samples_without_feature,
-        )
+        return cls._of(parsed)
 
     @classmethod
     def from_columns(
@@ -116,6 +116,10 @@ class HistogramSet:
     ) -> HistogramSet:
         """:meth:`from_samples` for an answer in label columns (one value per series)."""
         parsed = parse_bucket_columns(columns, values, feature_label, segment_labels, default_feature)
+        return cls._of(parsed)
+
+    @classmethod
+    def _of(cls, parsed: ParsedBuckets) -> HistogramSet:
         return cls(
             keys=parsed.keys,
             upper_bounds=parsed.upper_bounds,
