@@ -160,7 +160,7 @@ class Scheduler:
         if changed or meta.get("deletionTimestamp"):
             self._schedule(key, 0.0)
         elif key not in self._queue and key not in self._running:
-            self._plan(key)
+            self._plan(key, body=body)
 
     def gone(self, namespace: str, name: str) -> None:
         """The object no longer exists."""
@@ -211,13 +211,14 @@ class Scheduler:
         if upcoming is None or when < upcoming:
             self._wake.set()  # the loop sleeps until the earliest due time: wake it earlier
 
-    def _plan(self, key: Key, *, after_step: bool = False) -> None:
+    def _plan(self, key: Key, *, after_step: bool = False, body: Mapping[str, Any] | None = None) -> None:
         """Queue ``key`` for when the reconciler says it is next due. Right after a step, what
-        is due already (work between evaluations, or a step that failed) waits a tick."""
+        is due already (work between evaluations, or a step that failed) waits a tick.
+        ``body`` is the cached object when the caller holds it decoded already."""
         cached = self._bodies.get(key)
         if cached is None:
             return
-        due = self.reconciler.due_at(cached.body())
+        due = self.reconciler.due_at(body if body is not None else cached.body())
         if due is None:
             return  # nothing to do until the object changes
         delay = (due - self.reconciler.settings.clock()).total_seconds()
@@ -226,6 +227,7 @@ class Scheduler:
         self._schedule(key, max(delay, 0.0))
 
     async def _reconcile(self, key: Key) -> None:
+        stored: tuple[Cached, dict[str, Any]] | None = None  # our write, as cached and decoded
         try:
             async with self._slots:
                 cached = self._bodies.get(key)
@@ -237,7 +239,8 @@ class Scheduler:
                     return
                 written = await self.reconciler.reconcile(*key, body)
                 if written is not None and key in self._bodies and _newer(written, self._bodies[key]):
-                    self._bodies[key] = Cached.of(written)
+                    stored = (Cached.of(written), written)
+                    self._bodies[key] = stored[0]
         except EvergreenError as error:
             # The next tick retries (a temporary API failure, a Deployment not ready yet).
             log.warning("%s/%s: %s", *key, error)
@@ -250,7 +253,9 @@ class Scheduler:
                     self._again.discard(key)
                     self._schedule(key, 0.0)
                 else:
-                    self._plan(key, after_step=True)
+                    # Planned from our own write while the watch has brought nothing newer.
+                    fresh = stored is not None and self._bodies.get(key) is stored[0]
+                    self._plan(key, after_step=True, body=stored[1] if stored and fresh else None)
             except Exception:  # an unreadable object must not stop the loop: retried next tick
                 log.exception("scheduling %s/%s failed", *key)
                 self._schedule(key, self.tick_seconds)
