@@ -127,25 +127,25 @@ def write_history(out: TextIO, models: int, start: int, end: int) -> int:
         out.write("".join(f"{name}{{{labels}}} {per_step * k} {t}\n" for k, t in enumerate(stamps)))
         written += len(stamps)
 
+    def histogram(name: str, labels: str, bounds: Sequence[float], buckets: list[int], requests: int) -> None:
+        for bound, count in zip(bounds, buckets, strict=True):
+            series(f"{name}_bucket", f'{labels},le="{bound}"', count)
+        series(f"{name}_bucket", f'{labels},le="+Inf"', requests)
+        series(f"{name}_count", labels, requests)
+
     out.write("# HELP model_feature_value Observed values of each input feature.\n")
     out.write("# TYPE model_feature_value histogram\n")
     for index in range(models):
         requests, buckets, _, _ = _per_step(index)
         for feature in FEATURES:
             labels = f'model="{model_name(index)}",feature="{feature}"'
-            for bound, count in zip(FEATURE_BOUNDS, buckets, strict=True):
-                series("model_feature_value_bucket", f'{labels},le="{bound}"', count)
-            series("model_feature_value_bucket", f'{labels},le="+Inf"', requests)
-            series("model_feature_value_count", labels, requests)
+            histogram("model_feature_value", labels, FEATURE_BOUNDS, buckets, requests)
     out.write("# HELP model_prediction_score Scores the model returned.\n")
     out.write("# TYPE model_prediction_score histogram\n")
     for index in range(models):
         requests, _, buckets, _ = _per_step(index)
         labels = f'model="{model_name(index)}",version="v1"'
-        for bound, count in zip(SCORE_BOUNDS, buckets, strict=True):
-            series("model_prediction_score_bucket", f'{labels},le="{bound}"', count)
-        series("model_prediction_score_bucket", f'{labels},le="+Inf"', requests)
-        series("model_prediction_score_count", labels, requests)
+        histogram("model_prediction_score", labels, SCORE_BOUNDS, buckets, requests)
     out.write("# HELP model_label_outcomes Delayed labels by confusion-matrix outcome.\n")
     out.write("# TYPE model_label_outcomes counter\n")
     for index in range(models):
